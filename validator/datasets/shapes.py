@@ -286,6 +286,7 @@ def _crowd_rle(parts, w: int, h: int) -> dict:
 def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> Path:
     """Write ``out/images/*.jpg`` and ``out/annotations.json``; returns the JSON path."""
     from pycocotools import mask as mask_utils
+    from shapely.geometry import Polygon
 
     out = Path(out)
     img_dir = out / "images"
@@ -306,10 +307,12 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
         for kind, cls, parts in anns:
             cat_id = CATEGORIES[cls][0]
             if kind == "poly":
+                # bbox and area from the stored (rounded) coordinates, so they agree exactly
                 seg = [_flat(p) for p in parts]
-                rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-                area = round(float(sum(p.area for p in parts)), 2)
-                x0, y0, x1, y1 = _bounds(parts)
+                area = round(float(sum(Polygon(np.reshape(s, (-1, 2))).area for s in seg)), 2)
+                xs = [v for s in seg for v in s[0::2]]
+                ys = [v for s in seg for v in s[1::2]]
+                x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
                 crowd = 0
             else:
                 rle = _crowd_rle(parts, w, h)
@@ -327,7 +330,7 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
                     "category_id": cat_id,
                     "segmentation": seg,
                     "area": area,
-                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 4), round(y1 - y0, 4)],
                     "iscrowd": crowd,
                 }
             )
@@ -348,8 +351,3 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
     path = out / "annotations.json"
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     return path
-
-
-def _bounds(parts) -> tuple[float, float, float, float]:
-    b = np.array([p.bounds for p in parts])
-    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())

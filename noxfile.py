@@ -1,0 +1,66 @@
+"""Developer and CI entry points. `nox -s demo` and `nox -s tests` are the README's two commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+DEMO_DATA = ROOT / "datasets" / "shapes-demo"
+MODELS = ROOT / "tests" / "fixtures" / "models"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, parity vs pycocotools, end-to-end CLI, bad input)."""
+    session.install("-e", ".[dev]")
+    # pytest's exit code 5 ("no tests collected") is a failure here, as any non-zero code is.
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Validate the bundled fixture models (float ONNX vs INT8 TFLite) on a held-out shapes split."""
+    session.install("-e", ".")
+    if not (DEMO_DATA / "annotations.json").exists():
+        session.run("python", "-m", "validator.datasets", "shapes", "--out", str(DEMO_DATA),
+                    "--images", "200", "--seed", "3")
+    for stem in ("shapes-det", "shapes-seg"):
+        session.run(
+            "validate", "--float", str(MODELS / f"{stem}.onnx"),
+            "--int8", str(MODELS / f"{stem}.int8.tflite"),
+            "--data", str(DEMO_DATA), "--out", str(ROOT / "reports" / f"demo-{stem}"), *session.posargs,
+        )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed/memory benchmarks; results printed as side-by-side ratios and kept as JSON per platform."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=False)
+def fixtures(session: nox.Session) -> None:
+    """Re-train and re-export the fixture models (slow, dev-only: ~1 h on 2 CPU cores; never in CI).
+
+    Uses a venv of its own outside the repo because torch+torchvision are ~6 GB; they come from the
+    local wheel files on the dev machines (see tests/fixtures/README.md).
+    """
+    venv = Path(os.environ.get("QHARNESS_FIXTURES_VENV", ROOT / ".nox" / "fixtures-tools"))
+    py = venv / "bin" / "python"
+    if not py.exists():
+        session.run("python3", "-m", "venv", str(venv), external=True)
+        session.run(str(py), "-m", "pip", "install", "-e", ".[fixtures]", external=True)
+    session.run(str(py), "tests/fixtures/make_fixtures.py", *session.posargs, external=True)
