@@ -100,7 +100,7 @@ def fetch(name_or_recipe_path: str | os.PathLike[str], out: str | os.PathLike[st
             if f.extract:
                 _extract(archive, f, out, progress)
     except OSError as e:  # disk full, permissions, ...: anything not already turned into a FetchError
-        where = f" {e.filename}" if e.filename else ""
+        where = f" at {e.filename}" if e.filename else ""
         raise FetchError(f"disk error{where}: {e.strerror or e}") from e
 
     if recipe.images and not (out / recipe.images).is_dir():
@@ -283,14 +283,15 @@ class _Quiet:
 
 
 @contextmanager
-def _bar(progress: bool, total: int | None, initial: int, desc: str) -> Iterator[Any]:
-    """A tqdm byte bar when asked for, else a no-op with the same ``update``."""
+def _bar(progress: bool, total: int | None, initial: int, desc: str, unit: str = "B") -> Iterator[Any]:
+    """A tqdm bar (bytes by default) when asked for, else a no-op with the same ``update``."""
     if not progress:
         yield _Quiet()
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as bar:
+    scale = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
+    with tqdm(total=total, initial=initial, unit=unit, desc=desc, **scale) as bar:
         yield bar
 
 
@@ -365,7 +366,7 @@ def _extract(archive: Path, f: RecipeFile, out: Path, progress: bool) -> None:
                 if _unsafe_member(info.filename):
                     raise FetchError(f"{f.filename}: refusing to extract unsafe member {info.filename!r} "
                                      "(absolute path or '..')")
-            with _bar(progress, len(infos), 0, f"extract {f.filename}") as bar:
+            with _bar(progress, len(infos), 0, f"extract {f.filename}", "file") as bar:
                 for info in infos:
                     zf.extract(info, out)
                     bar.update(1)
