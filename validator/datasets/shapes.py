@@ -241,7 +241,7 @@ def _make_image(cfg: ShapesConfig, index: int):
             updated.append(unary_union(parts) if parts else vis)
         if not ok:
             continue
-        for ob, vis in zip(objects, updated):
+        for ob, vis in zip(objects, updated, strict=True):
             ob["visible"] = vis
         objects.append({"cls": cls, "full": shape, "visible": unary_union(own)})
 
