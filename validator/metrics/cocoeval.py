@@ -1,0 +1,391 @@
+"""COCO evaluation (``--metric coco``), pycocotools-exact, with the backend chosen by name.
+
+Why two backends: pycocotools is the reference, faster-coco-eval is the same algorithm in C++ and several
+times faster on real data. Both are imported lazily, only when picked (torchmetrics' ``backend=`` style),
+and both give the same 12 stats on the same inputs, up to an ulp: pycocotools divides precision by
+``tp + fp + np.spacing(1)``, faster-coco-eval by ``tp + fp``. Everything beyond the 12 stats (per-class AP,
+Mean Recall) is computed by one code path from what both backends expose: the accumulated
+``eval['precision']`` array (same T x R x K x A x M layout in both) and per-image match records at
+IoU 0.50 / area "all" / maxDets 100 (pycocotools' ``evalImgs``; for faster-coco-eval, which keeps its
+per-image records in C++, the ``eval['matched']`` pairs of a second, single-threshold run, see
+``_faster_records``).
+
+Inputs: detections are COCO results dicts. For ``segm`` only the RLE ``segmentation`` is passed on and any
+``bbox`` dropped, so a detection's area is its mask area (as detectron2 does; pycocotools would otherwise
+take the box area for the small/medium/large split).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from validator.metrics.recall import ImageMatches, collect, f1_operating_point
+
+
+class Backend(str, Enum):
+    FASTER = "faster-coco-eval"
+    PYCOCOTOOLS = "pycocotools"
+
+
+class IouType(str, Enum):
+    BBOX = "bbox"
+    SEGM = "segm"
+
+
+class Metric(str, Enum):
+    """Which reading of the detections: COCO's (default) or the Ultralytics-compatible one."""
+
+    COCO = "coco"
+    COMPAT = "compat"
+
+
+# COCOeval.stats order.
+STAT_NAMES: tuple[str, ...] = (
+    "mAP50_95", "mAP50", "mAP75", "AP_small", "AP_medium", "AP_large",
+    "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
+)  # fmt: skip
+MATCH_IOU = 0.5  # IoU of the match records behind Mean Recall and per-class AP50
+
+
+@dataclass(frozen=True)
+class CocoResult:
+    """Summary of one evaluation. AP/AR are fractions; None where COCO says -1 (no GT in that range).
+
+    ``per_class``: ``{category_id: {"AP50", "AP50_95", "n_gt"}}``, AP None for a class without GT.
+    ``mean_recall`` / ``mean_precision`` / ``f1`` / ``f1_conf``: see ``validator.metrics.recall``.
+    """
+
+    stats: dict[str, float | None]
+    per_class: dict[int, dict[str, Any]]
+    mean_recall: float | None
+    mean_precision: float | None
+    f1: float | None
+    f1_conf: float | None
+    iou_type: IouType
+    backend: Backend
+    metric: Metric = Metric.COCO
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """pycocotools prints progress to stdout; keep it off the CLI's output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _coco_class(backend: Backend) -> type:
+    if backend is Backend.FASTER:
+        from faster_coco_eval import COCO
+    else:
+        from pycocotools.coco import COCO
+    return COCO
+
+
+def _copy_dataset(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy deep enough that the backends' in-place edits (ignore flags, RLE caches) stay off the caller's."""
+    anns = []
+    for a in data.get("annotations", []):
+        a = dict(a)
+        if isinstance(a.get("segmentation"), dict):
+            a["segmentation"] = dict(a["segmentation"])
+        anns.append(a)
+    return {**data, "annotations": anns}
+
+
+def _from_dataset(data: dict[str, Any], backend: Backend) -> Any:
+    COCO = _coco_class(backend)
+    if backend is Backend.FASTER:
+        return COCO(data, print_function=_noop)
+    coco = COCO()
+    coco.dataset = data
+    with _quiet():
+        coco.createIndex()
+    return coco
+
+
+def load_gt(gt: Mapping[str, Any] | str | Path | Any, backend: Backend | str = Backend.FASTER) -> Any:
+    """Ground truth as the backend's COCO object: from a JSON path, an in-memory dict (not re-read from
+    disk, copied so evaluation leaves it untouched) or another COCO object (rebuilt from its ``dataset``)."""
+    backend = Backend(backend)
+    if isinstance(gt, (str, Path)):
+        data = json.loads(Path(gt).read_text())
+    elif isinstance(gt, Mapping):
+        data = _copy_dataset(gt)
+    else:
+        data = _copy_dataset(gt.dataset)
+    return _from_dataset(data, backend)
+
+
+def as_gt(gt: Any, backend: Backend | str) -> Any:
+    """``gt`` itself if it already is this backend's COCO object, else ``load_gt(gt, backend)``."""
+    backend = Backend(backend)
+    return gt if isinstance(gt, _coco_class(backend)) else load_gt(gt, backend)
+
+
+def prepare_detections(
+    detections: Iterable[Mapping[str, Any]],
+    iou_type: IouType,
+    gt_image_ids: Iterable[int],
+    image_ids: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Fresh, minimal results dicts (loadRes edits its input in place); checks image ids against the GT."""
+    known = set(gt_image_ids)
+    keep = None if image_ids is None else set(image_ids)
+    key = "bbox" if iou_type is IouType.BBOX else "segmentation"
+    out = []
+    for d in detections:
+        image_id = int(d["image_id"])
+        if keep is not None and image_id not in keep:
+            continue
+        if image_id not in known:
+            raise ValueError(f"detection on image_id {image_id}, which is not in the ground truth")
+        geom = [float(v) for v in d[key]] if key == "bbox" else dict(d[key])
+        cat, score = int(d["category_id"]), float(d["score"])
+        out.append({"image_id": image_id, "category_id": cat, key: geom, "score": score})
+    return out
+
+
+def _load_results(coco_gt: Any, dets: list[dict[str, Any]], backend: Backend) -> Any:
+    """The results COCO object; an empty one by hand because pycocotools' loadRes fails on []."""
+    if not dets:
+        data = {
+            "images": list(coco_gt.dataset["images"]),
+            "categories": [dict(c) for c in coco_gt.dataset.get("categories", [])],
+            "annotations": [],
+        }
+        return _from_dataset(data, backend)
+    if backend is Backend.FASTER:
+        return coco_gt.loadRes(dets)
+    with _quiet():
+        return coco_gt.loadRes(dets)
+
+
+def check_image_ids(image_ids: Sequence[int] | None, gt_image_ids: Iterable[int]) -> list[int] | None:
+    if image_ids is None:
+        return None
+    ids = sorted({int(i) for i in image_ids})
+    unknown = set(ids) - set(gt_image_ids)
+    if unknown:
+        raise ValueError(f"image_ids not in the ground truth: {sorted(unknown)[:10]}")
+    return ids
+
+
+# ---------------------------------------------------------------------------------------- backends
+@dataclass(frozen=True, eq=False)
+class _Evaluated:
+    """What the common code needs from a backend run."""
+
+    stats: np.ndarray  # the 12 COCOeval.stats
+    precision: np.ndarray  # eval['precision'], T x R x K x A x M
+    params: Any
+    records: list[ImageMatches]
+
+
+def _iou_index(params: Any, iou: float = MATCH_IOU) -> int:
+    hits = np.flatnonzero(np.isclose(np.asarray(params.iouThrs), iou))
+    if len(hits) == 0:
+        raise ValueError(f"IoU threshold {iou} not among params.iouThrs")
+    return int(hits[0])
+
+
+def _run_pycocotools(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None) -> _Evaluated:
+    from pycocotools.cocoeval import COCOeval
+
+    with _quiet():
+        ev = COCOeval(coco_gt, coco_dt, iou_type.value)
+        if img_ids is not None:
+            ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, _pycocotools_records(ev))
+
+
+def _pycocotools_records(ev: Any) -> list[ImageMatches]:
+    """Read ``evalImgs`` (laid out category-major, then area range, then image) at area "all"."""
+    p = ev.params
+    t = _iou_index(p)
+    a = p.areaRngLbl.index("all")
+    n_img, n_area = len(p.imgIds), len(p.areaRng)
+    records = []
+    for k in range(len(p.catIds)):
+        for i in range(n_img):
+            e = ev.evalImgs[k * n_area * n_img + a * n_img + i]
+            if e is None:
+                continue
+            records.append(
+                ImageMatches(
+                    category_id=int(e["category_id"]),
+                    scores=np.asarray(e["dtScores"], dtype=np.float64),
+                    matched=np.asarray(e["dtMatches"][t]) > 0,
+                    ignored=np.asarray(e["dtIgnore"][t], dtype=bool),
+                    n_gt=int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)),
+                )
+            )
+    return records
+
+
+def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None) -> _Evaluated:
+    from faster_coco_eval import COCOeval_faster
+
+    # Plain COCO: no LVIS rules, no split evaluate/accumulate, no extra (mIoU/mAUC) stats.
+    ev = COCOeval_faster(
+        coco_gt,
+        coco_dt,
+        iou_type.value,
+        print_function=_noop,
+        extra_calc=False,
+        lvis_style=False,
+        separate_eval=False,
+    )
+    if img_ids is not None:
+        ev.params.imgIds = img_ids
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    records = _faster_records(ev, coco_gt, coco_dt)
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, records)
+
+
+def _faster_records(ev: Any, coco_gt: Any, coco_dt: Any) -> list[ImageMatches]:
+    """Per-image match records from faster-coco-eval.
+
+    Its per-image results stay in C++ (``ImageEvaluation`` has no Python accessors, ``evalImgs`` is never
+    filled); what comes back is ``eval['matched']``, the ``"dtId_gtId"`` pairs matched at *any* IoU
+    threshold and area range, which is not the IoU-0.50 / area-"all" matching. So the matching is run once
+    more with only that threshold, area range and maxDets (reusing the IoUs already computed): then
+    ``matched`` is exactly that matching. A detection matched to a crowd (ignored) GT is ignored; an
+    unmatched one is a false positive if it is among its image/class's top-maxDets by score (COCO's cap,
+    stable sort as COCO's) and its area is in range (always true for "all").
+    """
+    from faster_coco_eval import COCOeval_faster
+
+    ious = ev.ious
+
+    class _Replay(COCOeval_faster):
+        def computeIoU(self, imgId: int, catId: int):  # the backend's hook, hence its name
+            cached = ious.get((imgId, catId))
+            return super().computeIoU(imgId, catId) if cached is None else cached
+
+    p0 = ev.params
+    a0 = p0.areaRngLbl.index("all")
+    area_lo, area_hi = p0.areaRng[a0]
+    max_det = p0.maxDets[-1]
+    rp = _Replay(coco_gt, coco_dt, ev.params.iouType, print_function=_noop)
+    p = rp.params
+    p.imgIds, p.catIds = list(p0.imgIds), list(p0.catIds)
+    p.iouThrs = np.array([p0.iouThrs[_iou_index(p0)]])
+    p.areaRng, p.areaRngLbl, p.maxDets = [[area_lo, area_hi]], ["all"], [max_det]
+    rp.evaluate()
+    rp.accumulate()
+    match = {int(dt): int(gt) for dt, gt in (key.split("_", 1) for key in rp.eval["matched"])}
+
+    cats = set(p.catIds)
+    gts: dict[tuple[int, int], list[dict]] = {}
+    dts: dict[tuple[int, int], list[dict]] = {}
+    for img in p.imgIds:
+        for g in coco_gt.imgToAnns.get(img, []):
+            if g["category_id"] in cats:
+                gts.setdefault((img, g["category_id"]), []).append(g)
+        for d in coco_dt.imgToAnns.get(img, []):
+            if d["category_id"] in cats:
+                dts.setdefault((img, d["category_id"]), []).append(d)
+
+    def gt_ignored(g: dict) -> bool:
+        return bool(g.get("iscrowd", 0)) or not area_lo <= g["area"] <= area_hi
+
+    records = []
+    for cat in p.catIds:
+        for img in p.imgIds:
+            g_list, d_list = gts.get((img, cat), []), dts.get((img, cat), [])
+            if not g_list and not d_list:
+                continue
+            order = np.argsort([-d["score"] for d in d_list], kind="mergesort")[:max_det]
+            d_list = [d_list[i] for i in order]
+            gt_of = [match.get(d["id"]) for d in d_list]
+            ignored = [
+                gt_ignored(coco_gt.anns[g]) if g is not None else not area_lo <= d["area"] <= area_hi
+                for d, g in zip(d_list, gt_of, strict=True)
+            ]
+            records.append(
+                ImageMatches(
+                    category_id=int(cat),
+                    scores=np.array([d["score"] for d in d_list], dtype=np.float64),
+                    matched=np.array([g is not None for g in gt_of], dtype=bool),
+                    ignored=np.array(ignored, dtype=bool),
+                    n_gt=sum(not gt_ignored(g) for g in g_list),
+                )
+            )
+    return records
+
+
+# ------------------------------------------------------------------------------------------ common
+def _mean_valid(s: np.ndarray) -> float | None:
+    """COCO's summarize average: mean over entries > -1, None (COCO's -1) if there are none."""
+    valid = s[s > -1]
+    return float(np.mean(valid)) if valid.size else None
+
+
+def _stats_dict(stats: np.ndarray) -> dict[str, float | None]:
+    return {name: (None if float(v) == -1.0 else float(v)) for name, v in zip(STAT_NAMES, stats, strict=True)}
+
+
+def _per_class(run: _Evaluated, n_gt: Mapping[int, int]) -> dict[int, dict[str, Any]]:
+    """Per-class AP from ``eval['precision']`` as COCO's summarize averages it (area all, maxDets 100)."""
+    p = run.params
+    a = p.areaRngLbl.index("all")
+    m = p.maxDets.index(100) if 100 in p.maxDets else len(p.maxDets) - 1
+    t = _iou_index(p)
+    out = {}
+    for k, cat in enumerate(p.catIds):
+        s = run.precision[:, :, k, a, m]
+        out[int(cat)] = {"AP50": _mean_valid(s[t]), "AP50_95": _mean_valid(s), "n_gt": int(n_gt.get(cat, 0))}
+    return out
+
+
+def evaluate(
+    gt: Mapping[str, Any] | str | Path | Any,
+    detections: Sequence[Mapping[str, Any]],
+    iou_type: IouType | str,
+    backend: Backend | str = Backend.FASTER,
+    image_ids: Sequence[int] | None = None,
+) -> CocoResult:
+    """COCO evaluation of ``detections`` against ``gt`` (path, dict, or ``load_gt`` object of ``backend``).
+
+    ``image_ids`` restricts the evaluation to those images (``--limit``); detections elsewhere are dropped.
+    An empty detection list is valid: AP 0 wherever there is GT.
+    """
+    backend, iou_type = Backend(backend), IouType(iou_type)
+    coco_gt = as_gt(gt, backend)
+    gt_ids = coco_gt.getImgIds()
+    img_ids = check_image_ids(image_ids, gt_ids)
+    dets = prepare_detections(detections, iou_type, gt_ids, img_ids)
+    coco_dt = _load_results(coco_gt, dets, backend)
+    runner = _run_faster if backend is Backend.FASTER else _run_pycocotools
+    run = runner(coco_gt, coco_dt, iou_type, img_ids)
+    classes = collect(run.records)
+    op = f1_operating_point(classes)
+    return CocoResult(
+        stats=_stats_dict(run.stats),
+        per_class=_per_class(run, {c: m.n_gt for c, m in classes.items()}),
+        mean_recall=None if op is None else op.recall,
+        mean_precision=None if op is None else op.precision,
+        f1=None if op is None else op.f1,
+        f1_conf=None if op is None else op.conf,
+        iou_type=iou_type,
+        backend=backend,
+    )
