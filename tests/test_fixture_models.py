@@ -1,0 +1,73 @@
+"""The committed fixture models load in onnxruntime and LiteRT with the shapes/dtypes recorded when
+they were made (tests/fixtures/models/fixtures.json, written by make_fixtures.py), and the files are
+the ones recorded (sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import MODELS
+
+RECORD = json.loads((MODELS / "fixtures.json").read_text())
+FILES = {name: info for m in RECORD["models"].values() for name, info in m["files"].items()}
+EXPECTED = ["shapes-det.int8.tflite", "shapes-det.onnx", "shapes-seg.int8.tflite", "shapes-seg.onnx"]
+
+
+def test_all_four_fixtures_recorded_and_small():
+    assert sorted(FILES) == EXPECTED
+    total = sum((MODELS / n).stat().st_size for n in EXPECTED)
+    assert total < 60 * 2**20
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_file_is_the_recorded_one(name):
+    assert hashlib.sha256((MODELS / name).read_bytes()).hexdigest() == FILES[name]["sha256"]
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".onnx")])
+def test_onnx_loads_with_recorded_io(name):
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(MODELS / name), providers=["CPUExecutionProvider"])
+    rec = FILES[name]
+    assert [(t.name, list(t.shape), t.type) for t in s.get_inputs()] == [
+        (t["name"], t["shape"], t["dtype"]) for t in rec["inputs"]]
+    assert [(t.name, list(t.shape), t.type) for t in s.get_outputs()] == [
+        (t["name"], t["shape"], t["dtype"]) for t in rec["outputs"]]
+    x = np.full(rec["inputs"][0]["shape"], 0.5, np.float32)
+    outs = s.run(None, {rec["inputs"][0]["name"]: x})
+    assert all(np.isfinite(o).all() for o in outs)
+    if "seg" in name:  # the seg model carries its prototype masks as a 4-D output
+        assert len(outs) == 2 and outs[1].ndim == 4 and outs[1].shape[1] == 32
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".tflite")])
+def test_tflite_loads_with_recorded_io_and_holds_int8_tensors(name):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(MODELS / name))
+    it.allocate_tensors()
+    rec = FILES[name]
+    got_in = [(d["name"], [int(v) for v in d["shape"]], d["dtype"].__name__) for d in it.get_input_details()]
+    got_out = [(d["name"], [int(v) for v in d["shape"]], d["dtype"].__name__) for d in it.get_output_details()]
+    assert got_in == [(t["name"], t["shape"], t["dtype"]) for t in rec["inputs"]]
+    assert got_out == [(t["name"], t["shape"], t["dtype"]) for t in rec["outputs"]]
+    dtypes = [d["dtype"].__name__ for d in it.get_tensor_details()]
+    n_q = sum(dt in ("int8", "uint8") for dt in dtypes)
+    assert n_q > 0.5 * len(dtypes), f"expected a mostly int8 graph, got {n_q}/{len(dtypes)} int8/uint8 tensors"
+    x = np.full(rec["inputs"][0]["shape"], 0.5, np.float32)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    for d in it.get_output_details():
+        assert np.isfinite(it.get_tensor(d["index"])).all()
+
+
+def test_recorded_training_metrics_meet_the_bar():
+    det = RECORD["models"]["detect"]["trainer_metrics_on_val"]
+    seg = RECORD["models"]["segment"]["trainer_metrics_on_val"]
+    assert det["box_mAP50"] >= 0.7
+    assert seg["box_mAP50"] >= 0.7

@@ -1,0 +1,80 @@
+"""Float vs INT8: every metric as INT8 - float in points, per-class deltas worst first, changed images.
+
+"Changed images" is a diff heuristic, not a metric: an image counts as materially changed when the
+two models' confident detections (score >= CHANGE_SCORE) do not pair up one-to-one by class at box
+IoU >= CHANGE_IOU (greedy by score; IoU from pycocotools). It points engineers at the images where
+quantization altered what the model reports, for eyeballing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+CHANGE_SCORE = 0.25
+CHANGE_IOU = 0.5
+DELTA_KEYS = ("mAP50", "mAP50_95", "mean_recall", "AR100", "AP_small", "AP_medium", "AP_large")
+
+
+def _pts(a, b) -> float | None:
+    if a is None or b is None:
+        return None
+    return round((b - a) * 100.0, 4)
+
+
+def metric_deltas(float_metrics: dict, int8_metrics: dict) -> dict:
+    """{iou_type: {metric: points}} plus per-class {iou_type: [{category_id, name, dAP50, dAP50_95}]}."""
+    out: dict = {}
+    for iou_type, fm in float_metrics.items():
+        im = int8_metrics.get(iou_type)
+        if im is None:
+            continue
+        out[iou_type] = {k: _pts(fm.get(k), im.get(k)) for k in DELTA_KEYS}
+        rows = []
+        for cid, fc in fm["per_class"].items():
+            ic = im["per_class"].get(cid, {})
+            rows.append({"category_id": int(cid), "name": fc.get("name"), "n_gt": fc.get("n_gt"),
+                         "dAP50": _pts(fc.get("AP50"), ic.get("AP50")),
+                         "dAP50_95": _pts(fc.get("AP50_95"), ic.get("AP50_95"))})
+        rows.sort(key=lambda r: (r["dAP50_95"] is None, r["dAP50_95"] if r["dAP50_95"] is not None else 0,
+                                 r["category_id"]))
+        out[iou_type]["per_class"] = rows
+    return out
+
+
+def _confident(preds: list[dict]) -> dict[int, list[dict]]:
+    by: dict[int, list[dict]] = defaultdict(list)
+    for p in preds:
+        if p["score"] >= CHANGE_SCORE:
+            by[p["image_id"]].append(p)
+    return by
+
+
+def changed_images(float_preds: list[dict], int8_preds: list[dict], image_ids: list[int]) -> dict:
+    a, b = _confident(float_preds), _confident(int8_preds)
+    changed = []
+    for iid in image_ids:
+        da = sorted(a.get(iid, []), key=lambda p: -p["score"])
+        db = sorted(b.get(iid, []), key=lambda p: -p["score"])
+        if not da and not db:
+            continue
+        if len(da) != len(db):
+            changed.append(iid)
+            continue
+        iou = mask_utils.iou([p["bbox"] for p in da], [p["bbox"] for p in db], [0] * len(db))
+        iou = np.asarray(iou).reshape(len(da), len(db))
+        used = np.zeros(len(db), bool)
+        ok = True
+        for i, p in enumerate(da):
+            cand = [j for j in range(len(db)) if not used[j] and db[j]["category_id"] == p["category_id"]
+                    and iou[i, j] >= CHANGE_IOU]
+            if not cand:
+                ok = False
+                break
+            used[max(cand, key=lambda j: iou[i, j])] = True
+        if not ok:
+            changed.append(iid)
+    return {"count": len(changed), "of": len(image_ids), "score_threshold": CHANGE_SCORE,
+            "iou_threshold": CHANGE_IOU, "image_ids": changed[:100]}

@@ -1,0 +1,1 @@
+"""Dataset reading (COCO JSON + images) and preprocessing (letterbox, input quantization)."""

@@ -1,0 +1,1 @@
+"""Outputs: the reference table (markdown/CSV), per-class CSV, summary JSON."""
