@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--names", help="class names file, model class order (one per line or JSON list)")
     e = p.add_argument_group("metrics and output")
     e.add_argument("--metric", choices=["coco", "compat"], default="coco",
-                   help="coco: pycocotools-exact (default); compat: Ultralytics-style numbers")
+                   help="coco: pycocotools-exact (default); compat: Ultralytics-val-style numbers "
+                        "(also decodes with multi-label NMS, as Ultralytics val does)")
     e.add_argument("--backend", choices=["faster-coco-eval", "pycocotools"], default="faster-coco-eval")
     e.add_argument("--out", type=Path, help="output folder (default: reports/<timestamp>)")
     e.add_argument("--no-cache", action="store_true", help="ignore cached predictions and run inference")
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 0 <= --conf < 1, 0 < --iou <= 1, --max-det >= 1")
     settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, agnostic=args.agnostic,
                         resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
-                        backend=args.backend, limit=args.limit, names=args.names)
+                        backend=args.backend, limit=args.limit, names=args.names,
+                        multi_label=args.metric == "compat")
     out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     try:
         outcome = validate(specs, args.data, args.images, out, settings, workers=args.workers,

@@ -52,6 +52,7 @@ class Settings:
     backend: str = "faster-coco-eval"
     limit: int | None = None
     names: str | None = None
+    multi_label: bool = False  # one box may carry several classes (Ultralytics val does; set by compat)
 
     def prediction_key(self) -> dict:
         d = asdict(self)
@@ -247,7 +248,8 @@ def infer(runs: list[ModelRun], ds: Dataset, settings: Settings, workers: int) -
             if r.box_units in (None, BoxUnits.AUTO.value):  # END2END may need an image with detections
                 r.box_units = BoxUnits(resolve_box_units(r.contract, outs, spec.hw)).value
             det = decode(r.contract, outs, spec.hw, conf=settings.conf, iou=settings.iou,
-                         max_det=settings.max_det, agnostic=settings.agnostic, box_units=r.box_units)
+                         max_det=settings.max_det, agnostic=settings.agnostic, box_units=r.box_units,
+                         multi_label=settings.multi_label)
             boxes = boxes_to_original(det.boxes, lb, orig_hw)
             rles = None
             if det.coefs is not None and det.protos is not None and settings.task != "detect":
