@@ -480,3 +480,27 @@ def test_negative_class_index_exit_2(tmp_path, data, capsys):
     code = main(["--model", str(m), "--data", str(data), "--out", str(tmp_path / "o"), "--no-cache"])
     assert code == 2
     assert str(m) in _error_line(capsys)
+
+
+def test_nan_in_outputs_exit_2_named_and_counted(tmp_path, data, capsys):
+    """NaN in an output is reported with the output's name and on how many images it appeared."""
+    a = yolo_channels()
+    a[4, 10] = np.nan
+    m = onnx_model(tmp_path / "nan.onnx", [1, 3, HW, HW], outputs={"output0": a[None]})
+    code = main(["--model", str(m), "--data", str(data), "--out", str(tmp_path / "o"), "--no-cache"])
+    assert code == 2
+    line = _error_line(capsys)
+    assert str(m) in line and "NaN/Inf" in line and "'output0' in 3 of 3 images" in line
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_empty_prediction_set_is_a_valid_zero(tmp_path, data, capsys):
+    """A model that never fires gives mAP 0.0 and an empty predictions file, not a crash."""
+    a = yolo_channels()
+    a[4:] = 0.0  # every class score 0: nothing passes conf 0.001
+    m = onnx_model(tmp_path / "silent.onnx", [1, 3, HW, HW], outputs={"output0": a[None]})
+    s = run_cli(capsys, tmp_path / "o", data, "--model", m)
+    bbox = s["models"][0]["metrics"]["bbox"]
+    assert bbox["mAP50"] == 0.0 and bbox["mAP50_95"] == 0.0 and bbox["AR100"] == 0.0
+    assert json.loads((tmp_path / "o" / "predictions" / "silent.json").read_text()) == []
+    assert s["models"][0]["num_predictions"] == 0
