@@ -68,6 +68,14 @@ def _role_of(path: Path) -> str:
     return "float"
 
 
+def _fresh_dir(base: Path) -> Path:
+    """The default output folder never reuses an earlier run's folder."""
+    out, i = base, 2
+    while out.exists():
+        out, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
                         backend=args.backend, limit=args.limit, names=args.names,
                         multi_label=args.metric == "compat")
-    out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or _fresh_dir(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         outcome = validate(specs, args.data, args.images, out, settings, workers=args.workers,
                            threads=args.threads, use_cache=not args.no_cache, cache_dir=args.cache_dir,
