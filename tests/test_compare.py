@@ -1,0 +1,50 @@
+"""compare.py: deltas in points (INT8 - float), per-class worst first, changed-image heuristic."""
+
+from __future__ import annotations
+
+import pytest
+
+from validator.compare import changed_images, metric_deltas
+
+
+def _m(map50, map5095, per_class):
+    return {"bbox": {"mAP50": map50, "mAP50_95": map5095, "mean_recall": 0.5, "AR100": None, "AP_small": None,
+                     "AP_medium": 0.2, "AP_large": 0.3, "per_class": per_class}}
+
+
+def test_deltas_in_points_and_per_class_worst_first():
+    f = _m(0.50, 0.30, {"1": {"name": "a", "n_gt": 3, "AP50": 0.6, "AP50_95": 0.4},
+                        "4": {"name": "b", "n_gt": 2, "AP50": 0.4, "AP50_95": 0.2},
+                        "9": {"name": "c", "n_gt": 0, "AP50": None, "AP50_95": None}})
+    q = _m(0.47, 0.31, {"1": {"name": "a", "n_gt": 3, "AP50": 0.5, "AP50_95": 0.35},
+                        "4": {"name": "b", "n_gt": 2, "AP50": 0.45, "AP50_95": 0.25},
+                        "9": {"name": "c", "n_gt": 0, "AP50": None, "AP50_95": None}})
+    d = metric_deltas(f, q)["bbox"]
+    assert d["mAP50"] == pytest.approx(-3.0)
+    assert d["mAP50_95"] == pytest.approx(1.0)
+    assert d["mean_recall"] == 0.0
+    assert d["AR100"] is None  # None on either side stays None, never 0
+    assert [r["category_id"] for r in d["per_class"]] == [1, 4, 9]  # -5 pts, +5 pts, no GT last
+    assert d["per_class"][0]["dAP50_95"] == pytest.approx(-5.0)
+    assert d["per_class"][2]["dAP50_95"] is None
+
+
+def _p(img, cat, box, score):
+    return {"image_id": img, "category_id": cat, "bbox": box, "score": score}
+
+
+def test_changed_images():
+    base = [_p(1, 1, [10, 10, 20, 20], 0.9), _p(2, 1, [0, 0, 10, 10], 0.8), _p(3, 2, [5, 5, 10, 10], 0.7),
+            _p(4, 1, [0, 0, 10, 10], 0.9)]
+    other = [
+        _p(1, 1, [11, 10, 20, 20], 0.85),   # IoU 0.9: same detection
+        _p(1, 3, [50, 50, 5, 5], 0.1),      # below the 0.25 score threshold: ignored
+        _p(2, 1, [6, 0, 10, 10], 0.8),      # IoU 4/16 = 0.25 < 0.5: changed
+        _p(3, 1, [5, 5, 10, 10], 0.7),      # class changed: changed
+        # image 4: detection lost: changed
+        _p(5, 1, [0, 0, 10, 10], 0.6),      # new confident detection: changed
+    ]
+    res = changed_images(base, other, [1, 2, 3, 4, 5, 6])
+    assert res["image_ids"] == [2, 3, 4, 5]
+    assert res["count"] == 4 and res["of"] == 6
+    assert changed_images(base, base, [1, 2, 3, 4])["count"] == 0
