@@ -15,6 +15,9 @@ SEG_COLS = (("Det mAP@0.5", "bbox", "mAP50"), ("Det mAP@0.5-0.95", "bbox", "mAP5
             ("Mask mAP@0.5", "segm", "mAP50"), ("Mask mAP@0.5-0.95", "segm", "mAP50_95"))
 
 
+WORST_CLASSES = 5
+
+
 def model_label(m: dict) -> str:
     fmt = "ONNX" if m["path"].lower().endswith(".onnx") else "TFLite"
     prec = "float32" if m["role"] == "float" else "INT8"
@@ -52,6 +55,18 @@ def markdown(summary: dict, timing: dict | None = None) -> str:
     header, body = rows(summary)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
+    for d in summary.get("deltas", []):
+        lines.append("")
+        ch = d.get("changed_images")
+        if ch:
+            lines.append(f"{d['int8']} vs {d['float']}: {ch['count']} of {ch['of']} images changed materially "
+                         f"(a confident detection, score >= {ch['score_threshold']:g}, without a same-class "
+                         f"partner at IoU >= {ch['iou_threshold']:g}).")
+        for iou_type, label in (("bbox", "boxes"), ("segm", "masks")):
+            pcs = [r for r in d["metrics"].get(iou_type, {}).get("per_class", []) if r.get("dAP50_95") is not None]
+            if pcs:
+                worst = ", ".join(f"{r['name']} {_pts(r['dAP50_95'])[:-4]}" for r in pcs[:WORST_CLASSES])
+                lines.append(f"Worst classes, ΔAP@0.5-0.95 ({label}, pts): {worst}")
     if timing:
         lines.append("")
         lines.append("Timing, ms/image (preprocess / inference / postprocess), wall:")
