@@ -1,10 +1,12 @@
-"""``--metric compat`` (Ultralytics-style reading): hand-derived cases, each shown next to COCO's number.
+"""``--metric compat`` (Ultralytics 8.4.190 ``val`` reading): hand-derived cases, each next to COCO's number.
 
-Facts used in the derivations: the compat AP samples the envelope at x = 0, 0.01, ..., 1 and integrates by
-trapezoids; at x = 1 the sentinel (1, 0) gives 0, so a class at recall 1 with precision 1 scores
-0.99 + 0.01 * (1 + 0) / 2 = 0.995. COCO's AP is the mean of the envelope at the same 101 recall values, with
-precision 0 beyond the last recall reached. Cases avoid recall values that fall on the 0.01 grid at a
-precision drop, so no answer depends on how np.interp treats repeated x values there.
+Facts used in the derivations. Compat AP: knots ``mrec = [0, R..., R_last, 1]``, ``mpre = [1, P..., 0, 0]``,
+envelope = running max from the right, sampled by ``np.interp`` at x = 0, 0.01, ..., 1 and integrated by
+trapezoids (0.01 wide). At an x equal to a repeated knot, ``np.interp`` returns the value of the LAST of the
+equal knots; the repeated R_last carries 0, so the sampled curve is 0 from x = R_last on (x >= R_last), and
+linear between knots before. So a class at recall 1 with precision 1 scores 0.99 * 1 + 0.01 * (1 + 0) / 2 =
+0.995; one stopping at recall 0.5 with precision 1 scores 0.49 + 0.005 = 0.495. COCO's AP is the mean of the
+envelope at the same 101 recall values (a step function, precision 0 beyond the last recall reached).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from validator.datasets.shapes import ShapesConfig, generate
 from validator.metrics import Backend, Metric, evaluate, evaluate_compat
-from validator.metrics.compat import ap_101, greedy_by_iou
+from validator.metrics.compat import IOU_THRESHOLDS, ap_101, match_by_confidence
 
 BACKENDS = [Backend.PYCOCOTOOLS, Backend.FASTER]
 TOL = 1e-12  # pycocotools' precision can sit one ulp below 1 (tp / (tp + fp + eps))
@@ -40,22 +42,50 @@ def _gt(anns: list[dict], images: int = 1, size: int = 200) -> dict:
     }
 
 
-def test_greedy_by_iou_prefers_overlap_to_score():
-    # Rows are detections by descending score. d0: IoU .6 with g0, .55 with g1; d1: .9 with g0.
-    # By IoU: (d1, g0) .9 first; (d0, g0) .6 is blocked (g0 used); (d0, g1) .55 taken -> [.55, .9].
-    # (COCO's score order would give d0 -> g0 and leave d1 unmatched.)
-    iou = np.array([[0.6, 0.55], [0.9, 0.0]])
-    assert greedy_by_iou(iou, 0.5).tolist() == [0.55, 0.9]
-    # At 0.6 the same pass stops before .55: d0 unmatched, which the "matched IoU >= t" reading gives too.
-    assert greedy_by_iou(iou, 0.6).tolist() == [0.0, 0.9]
+def test_match_by_confidence_claims_per_threshold():
+    # Rows: detections by descending confidence; columns: targets. Thresholds .50 .55 ... .95 (values here
+    # avoid them). d0: IoU .62 with g0, .53 with g1; d1: .92 with g0.
+    # t = .50, .55, .60: d0 (first) takes its best free target g0 (.62 >= t; not g1). d1: g0 is claimed, g1
+    #   is 0 -> FP.
+    # t = .65 ... .90: d0's best free target is g0 at .62 < t -> FP (it does not fall back to g1, .53 < t
+    #   anyway), so g0 stays free and d1 takes it (.92 >= t).
+    # t = .95: neither reaches it.
+    # (The older IoU-ordered greedy gave d1 -> g0, d0 -> g1: d0 TP at .50 only.)
+    iou = np.array([[0.62, 0.53], [0.92, 0.0]])
+    tp = match_by_confidence(iou)
+    assert tp.shape == (2, len(IOU_THRESHOLDS))
+    assert tp[0].tolist() == [True] * 3 + [False] * 7
+    assert tp[1].tolist() == [False] * 3 + [True] * 6 + [False]
+
+
+def test_match_by_confidence_ties_and_edges():
+    # Equal IoU with two free targets: the lower target index is claimed, the next detection gets the other.
+    assert match_by_confidence(np.array([[0.8, 0.8], [0.8, 0.8]]))[:, 0].tolist() == [True, True]
+    tp = match_by_confidence(np.array([[0.8, 0.8], [0.8, 0.0]]))
+    assert tp[:, 0].tolist() == [True, False]  # d0 took g0 (first of the tie), so d1 finds only 0 left
+    # IoU exactly at a threshold counts (>=); no targets / no detections give empty or all-False tables.
+    assert match_by_confidence(np.array([[0.5]]))[0].tolist() == [True] + [False] * 9
+    assert match_by_confidence(np.zeros((3, 0))).shape == (3, 10) and not match_by_confidence(np.zeros((3, 0))).any()
+    assert match_by_confidence(np.zeros((0, 2))).shape == (0, 10)
 
 
 def test_ap_101_endpoint():
-    # Perfect: envelope 1 up to recall 1, sentinel 0 at x = 1 -> 0.99 + 0.005.
+    # Perfect: mrec [0, 1, 1, 1], envelope [1, 1, 0, 0]: 1 for x <= .99, 0 at x = 1 -> .99 + .005.
     assert ap_101(np.array([1.0]), np.array([1.0])) == pytest.approx(0.995, abs=TOL)
-    # Stops at recall 0.5 with precision 1: 1 on [0, .5], then the straight ramp from (.5, 1) to (1, 0); the
-    # knots lie on the grid, so the trapezoids are exact: .5 * 1 + .5 * 1 / 2 = 0.75.
-    assert ap_101(np.array([0.5]), np.array([1.0])) == pytest.approx(0.75, abs=TOL)
+    # Stops at recall .5 with precision 1: mrec [0, .5, .5, 1], envelope [1, 1, 0, 0]. x = 0 .. .49 -> 1,
+    # x = .5 -> 0 (last of the equal knots), x > .5 -> 0 (between (.5, 0) and (1, 0)):
+    # 49 * .01 * 1 + .01 * (1 + 0) / 2 = .495. (The older definition ramped to (1, 0): .75; COCO: 51/101.)
+    assert ap_101(np.array([0.5]), np.array([1.0])) == pytest.approx(0.495, abs=TOL)
+    # Stops off the grid, at recall 1/3 with precision 1: x = 0 .. .33 -> 1 (< 1/3), x = .34 .. 1 -> 0:
+    # 33 * .01 + .01 * (1 + 0) / 2 = .335.
+    assert ap_101(np.array([1 / 3]), np.array([1.0])) == pytest.approx(0.335, abs=TOL)
+    # TP, FP, TP over 2 targets: R = .5, .5, 1; P = 1, .5, 2/3. mrec [0, .5, .5, 1, 1, 1],
+    # mpre [1, 1, .5, 2/3, 0, 0] -> envelope [1, 1, 2/3, 2/3, 0, 0]. x = 0 .. .49 -> 1; x = .5 -> 2/3 (last
+    # .5 knot); .51 .. .99 -> 2/3 (flat to (1, 2/3)); x = 1 -> 0 (last knot). Trapezoids:
+    # .49 + .01 * (1 + 2/3) / 2 + .49 * 2/3 + .01 * (2/3) / 2 = .49 + 1/120 + .98/3 + 1/300 = .8283...
+    expected = 0.49 + 0.01 * (1 + 2 / 3) / 2 + 0.49 * 2 / 3 + 0.01 * (2 / 3) / 2
+    assert ap_101(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(expected, abs=TOL)
+    assert ap_101(np.array([]), np.array([])) == 0.0
 
 
 # Boxes 10 px tall on the same rows, so IoU is the 1-D overlap / union along x:
@@ -66,30 +96,64 @@ ORDER_DETS = [_det(1, 1, [2, 0, 10, 10], 0.9), _det(1, 1, [0, 0, 10, 10], 0.8)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_iou_order_vs_score_order(backend):
-    # COCO at IoU .5, by score: d1 takes its best GT g1 (.667 > .538); d2's only candidate g1 is taken (g2 is
-    # .333) -> TP, FP: recall .5, .5; precision 1, .5. Envelope 1 for recall <= .5, nothing beyond:
-    # 51 of 101 recall thresholds (0, .01, ..., .50) -> AP50 = 51/101.
+def test_confidence_order_matching(backend):
+    # Both readings now match by confidence at IoU .5: d1 takes its best target g1 (.667 > .538); d2's only
+    # candidate g1 is claimed (g2 is .333) -> TP, FP: recall .5, .5; precision 1, .5.
+    # COCO: envelope 1 for recall <= .5, nothing beyond: 51 of 101 recall thresholds -> 51/101.
     coco = evaluate(ORDER_GT, ORDER_DETS, "bbox", backend=backend)
     assert coco.per_class[1]["AP50"] == pytest.approx(51 / 101, abs=TOL)
-    # Compat, by IoU: (d2, g1) = 1 first, (d1, g1) blocked, (d1, g2) = .538 -> both TP: recall .5, 1 with
-    # precision 1 -> 0.995.
+    # Compat: mrec [0, .5, .5, .5, 1], mpre [1, 1, .5, 0, 0] -> envelope [1, 1, .5, 0, 0]; x < .5 -> 1,
+    # x = .5 -> 0 (last .5 knot), beyond 0: .49 + .005 = .495. (The older IoU-ordered greedy made both TP:
+    # .995.)
     compat = evaluate_compat(ORDER_GT, ORDER_DETS, "bbox")
-    assert compat.per_class[1]["AP50"] == pytest.approx(0.995, abs=TOL)
-    assert compat.stats["mAP50"] == pytest.approx(0.995, abs=TOL)
+    assert compat.per_class[1]["AP50"] == pytest.approx(0.495, abs=TOL)
+    assert compat.stats["mAP50"] == pytest.approx(0.495, abs=TOL)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_recall_endpoint(backend):
     # Two GT, one perfect detection: recall stops at .5 with precision 1, at every IoU threshold.
-    # COCO: 51/101 (as above). Compat: 1 on [0, .5] plus the ramp to (1, 0) -> 0.75.
+    # COCO: 51/101 (as above). Compat: .495 (test_ap_101_endpoint).
     gt = _gt([_ann(1, 1, 1, [0, 0, 40, 40]), _ann(2, 1, 1, [100, 100, 40, 40])])
     dets = [_det(1, 1, [0, 0, 40, 40], 0.9)]
     assert evaluate(gt, dets, "bbox", backend=backend).stats["mAP50_95"] == pytest.approx(51 / 101, abs=TOL)
     compat = evaluate_compat(gt, dets, "bbox")
-    assert compat.stats["mAP50_95"] == pytest.approx(0.75, abs=TOL)
+    assert compat.stats["mAP50_95"] == pytest.approx(0.495, abs=TOL)
     assert compat.stats["AP_small"] is None and compat.stats["AR100"] is None  # not defined in compat
     assert compat.metric is Metric.COMPAT
+
+
+def test_threshold_claims_end_to_end():
+    # Boxes 10 px tall on the same rows (IoU = 1-D overlap / union along x). g = [0, 10]; d1 = [0, 11]
+    # (score .9): IoU 10/11 = .909; d2 = [0, 10] (score .8): IoU 1. Confidence order: d1 claims g wherever
+    # .909 >= t (t = .50 ... .90: 9 thresholds), d2 is then an FP; at t = .95 d1 misses and d2 claims g.
+    # t <= .90: TP, FP -> R = 1, 1; P = 1, .5 -> envelope 1 up to recall 1 -> .995.
+    # t = .95: FP, TP -> R = 0, 1; P = 0, .5. mrec [0, 0, 1, 1, 1], mpre [1, 0, .5, 0, 0] -> envelope
+    # [1, .5, .5, 0, 0]: x = 0 -> .5 (last of the 0 knots), .01 .. .99 -> .5, x = 1 -> 0:
+    # .99 * .5 + .01 * .5 / 2 = .4975.
+    # mAP50-95 = (9 * .995 + .4975) / 10 = .94525. (An IoU-first rule would give d2 the target everywhere:
+    # FP, TP at every t -> .4975.)
+    gt = _gt([_ann(1, 1, 1, [0, 0, 10, 10])])
+    dets = [_det(1, 1, [0, 0, 11, 10], 0.9), _det(1, 1, [0, 0, 10, 10], 0.8)]
+    compat = evaluate_compat(gt, dets, "bbox")
+    assert compat.per_class[1]["AP50"] == pytest.approx(0.995, abs=TOL)
+    assert compat.stats["mAP50_95"] == pytest.approx((9 * 0.995 + 0.4975) / 10, abs=TOL)
+
+
+def test_class_without_targets_is_ignored():
+    # Category 5 has no targets: its detections (even confident ones) change no AP and no P/R, and it has no
+    # AP row; category 1's single exact detection -> .995, the mean is over category 1 only.
+    gt = _gt([_ann(1, 1, 1, [0, 0, 40, 40])])
+    gt["categories"].append({"id": 5, "name": "c"})
+    base = evaluate_compat(gt, [_det(1, 1, [0, 0, 40, 40], 0.5)], "bbox")
+    noisy = evaluate_compat(gt, [_det(1, 1, [0, 0, 40, 40], 0.5), _det(1, 5, [0, 0, 40, 40], 0.99),
+                                 _det(1, 5, [100, 100, 20, 20], 0.98)], "bbox")  # fmt: skip
+    for r in (base, noisy):
+        assert r.stats["mAP50_95"] == pytest.approx(0.995, abs=TOL)
+        assert r.per_class[5] == {"AP50": None, "AP50_95": None, "n_gt": 0}
+        assert r.per_class[3]["AP50"] is None  # category 3: no targets, no detections
+    assert (noisy.mean_recall, noisy.mean_precision) == (base.mean_recall, base.mean_precision)
+    assert noisy.mean_recall == pytest.approx(1.0, abs=TOL)
 
 
 # Class 1: g1 (img 1), g3, g4 and a crowd (img 2); class 3: g2 (img 1).

@@ -471,6 +471,7 @@ METRIC_DEFINITIONS = {
     "AR100": "COCO average recall with at most 100 detections per image",
     "mean_recall": "mean over classes of recall at IoU 0.5, at the confidence that maximises the mean F1 "
                    "(Ultralytics/EdgeFirst 'Mean Recall'), from COCO's own matches",
-    "compat": "--metric compat: Ultralytics-style AP (IoU-ordered matching, crowds dropped, 101-point "
-              "interpolation with the recall endpoint, no 100-detection cap)",
+    "compat": "--metric compat: Ultralytics 8.4 val-style reading, not COCO: crowds dropped, multi-label NMS, "
+              "confidence-ordered matching per IoU threshold, 101-point AP closed at the last recall reached, "
+              "no 100-detection cap",
 }

@@ -1,31 +1,75 @@
-"""``--metric compat``: an Ultralytics-``val``-style reading of the detections. This is NOT COCO.
+"""``--metric compat``: the detections read the way Ultralytics ``val`` (8.4.190) reads them. This is NOT COCO.
 
-Why: published YOLO tables (such as seed 001's) come from Ultralytics-style validators, whose numbers differ
-from COCO's for the same detections. This reading re-implements that published definition from its
-description, so users can line our table up with such tables; the COCO numbers stay the reference.
+Why: published YOLO tables come from Ultralytics' validator, whose numbers differ from COCO's for the same
+detections. This module re-implements that validator's metric rules, as read from Ultralytics 8.4.190
+(``engine/validator.py`` matching, ``utils/metrics.py`` AP, ``models/yolo/{detect,segment}/val.py``), in our
+own code on our own data structures, so users can line our table up with such tables. COCO stays the
+reference. Earlier Ultralytics releases differ (IoU-ordered matching; AP ramping from the last recall down to
+(1, 0)); a published table rarely says which release produced it.
 
-Definition (per IoU threshold t in 0.50:0.05:0.95):
+Rules (IoU thresholds t = 0.50:0.05:0.95):
 
-* crowd GT (``iscrowd=1``) are dropped entirely, so a detection on a crowd region is a false positive;
-* per image, IoU between every detection and every GT by ``pycocotools.mask.iou`` (boxes as xywh, or RLE
-  masks for ``segm``, iscrowd all 0); a pair is a candidate if same class and IoU >= t;
-* candidates are taken greedily by IoU, highest first, each detection and each GT at most once (ties:
-  higher-scored detection, then lower GT index). Unlike COCO's score-ordered matching, a lower-scored
-  detection with a better IoU wins the GT;
-* no maxDets cap: every detection given counts (the run's max-det applies upstream);
-* per class, detections sorted by score give recall and precision curves; AP is the area under the
-  precision envelope by 101-point interpolation *including the recall endpoint*: ``mrec = [0, R..., 1]``,
-  ``mpre = [1, P..., 0]``, envelope = running max from the right, ``trapezoid`` of ``interp`` over
-  ``linspace(0, 1, 101)``. So a perfect class scores 0.995 and one stopping at recall r still gets the
-  ramp from (r, P_r) down to (1, 0) — unlike COCO;
-* mAP = mean over classes with GT; Mean Recall / Precision / F1 as in ``validator.metrics.recall`` but
-  from these matches at IoU 0.50.
+* GT: crowd annotations (``iscrowd=1``) do not exist (YOLO labels cannot hold them and Ultralytics' COCO
+  converter skips them), so a detection on a crowd region is a false positive; every other annotation is a
+  target.
+* IoU: per image, every detection against every target by ``pycocotools.mask.iou`` (boxes as xywh, or RLE
+  masks for ``segm``; iscrowd all 0), set to 0 across classes.
+* Matching (``match_by_confidence``): per image, detections in descending confidence; at each threshold
+  separately, a detection claims the unclaimed target with the highest IoU (the lowest target index on
+  ties) and is a TP iff that IoU >= t. One-to-one per threshold: a target claimed at 0.50 may be claimed
+  by another detection at 0.75. (COCO's per-detection rule is the same bar crowds, the 100 cap, and ties,
+  which COCO gives to the last equal target.)
+* No maxDets cap: every detection given counts (the run's ``--max-det`` applies upstream).
+* AP (``ap_101``), per class over all images, detections sorted by confidence: recall R and precision P
+  curves; ``mrec = [0, R..., R[-1], 1]``, ``mpre = [1, P..., 0, 0]``, envelope = running max from the
+  right, ``np.interp`` at ``linspace(0, 1, 101)``, trapezoid rule. The repeated knot at R[-1] carries 0
+  (``np.interp`` takes the last of equal knots), so the curve drops to 0 right after the last recall
+  reached: a perfect class scores 0.99 + 0.01 / 2 = 0.995, and a recall stopping on a grid point x gets
+  only half of the last interval (1 up to 0.5 scores 0.495).
+* Classes: mAP is the mean over classes with at least one target (a class with targets but no detection
+  counts 0); detections of a class without targets are ignored (no AP, no P/R), as Ultralytics averages
+  only over the classes present in the labels.
+* Mean Precision / Recall / F1: ``validator.metrics.recall.f1_operating_point`` on these matches at IoU 0.50
+  (the max of the 10 %-box-smoothed mean-F1 curve on a 1000-point confidence grid), as Ultralytics does.
+* Area ranges and AR are not defined here (None).
 
-Area ranges and AR are not defined here (None).
+Known differences from Ultralytics ``val`` that remain (what this module cannot or does not copy):
 
-Version note: Ultralytics' own ``val`` has changed over releases. 8.4.190 (the fixtures venv's) differs in two
-places: each detection, in confidence order, takes its best unclaimed GT, and the envelope ends at the last
-recall reached (no ramp to (1, 0)). A published table does not say which release produced it.
+* Input pixels: Ultralytics decodes with OpenCV, resizes the long side with ``ceil`` and ``INTER_LINEAR``
+  (no antialiasing when shrinking), then letterboxes; we decode with PIL and resize with PIL bilinear
+  (antialiased when shrinking) and ``round``. The model sees slightly different pixels, so its outputs and
+  hence every metric differ a little. NMS is ours (same rules: multi-label for compat, conf 0.001, IoU 0.7);
+  Ultralytics' also has a per-batch time limit that can cut it short on a slow machine.
+* Box clipping: Ultralytics matches predicted boxes as the model outputs them, in letterboxed input pixels,
+  never clipped: a box reaching into the letterbox padding (or past the input) keeps that area in its IoU.
+  Our decoder clips boxes to the original image first. Boxes at the borders of non-square images differ;
+  e.g. on a 288 x 384 image at 256 input, a box covering the whole input has IoU 0.38 with a 242 x 230 GT
+  there, 0.50 once clipped as ours.
+* Coordinate space and precision: Ultralytics compares in letterboxed input pixels with GT from normalised
+  labels (6 decimals) and float32 IoU (box IoU with +1e-7 in the denominator) against float32 thresholds;
+  we compare in original-image pixels, predictions rounded as written, float64 IoU. IoU does not depend on
+  the scale, so beyond clipping only pairs within ~1e-6 of a threshold can flip.
+* GT conversion: Ultralytics sees whatever its YOLO labels hold. One polygon per instance (for our shapes
+  data ``tools/compare_ultralytics_val.py`` keeps the largest part), so a multi-part annotation loses its
+  other parts, and a segment label's box is the box of that polygon, not the COCO ``bbox``. Duplicate label
+  rows are dropped. We use the COCO annotation as is (all parts, COCO ``bbox``).
+* Mask IoU resolution: Ultralytics ``val`` (without ``save_json``/``save_txt``) compares masks at the
+  prototype resolution, input / 4 (64 x 64 for a 256 input), in letterbox space: predicted = prototype
+  logits > 0, cropped to the box scaled to that grid (cells with x1 <= index < x2); GT = the polygon
+  filled at input resolution (vertices truncated to integers), resized to input / 4 with ``INTER_LINEAR``,
+  and with ``overlap_mask=True`` (default) all instances of an image share one index map in which the
+  smaller instance wins overlapping pixels. With ``save_json``/``save_txt`` it upsamples predictions to the input
+  size (``process_mask_native``) and GT bilinearly from input / 4 (threshold 0.5), still not the original
+  image. ``retina_masks`` is a predict option, unused by val. We compare RLE masks at the original image's
+  full resolution with pycocotools (predicted logits bilinearly resampled per original pixel, cropped by
+  pixel centre to the box; GT from all polygon parts). Small objects differ most.
+* Ties: equal scores are ordered by Ultralytics' NMS output and an unstable ``argsort`` per class; here
+  stably in the order given (``validate`` writes image, -score, category, box). Equal-IoU targets: both take
+  the first target, but Ultralytics' target order is its label order re-sorted (for segmentation by
+  decreasing mask area, ``overlap_mask``), ours the annotation order.
+* ``max_det``: Ultralytics raises it to the largest object count of an image in the split when that exceeds
+  the default 300; ``--max-det`` here is fixed.
+* Recall's denominator is n_targets + 1e-16 there (no effect at the reported digits).
 """
 
 from __future__ import annotations
@@ -61,31 +105,38 @@ def _gt_object(gt: Any) -> Any:
     return load_gt(gt, Backend.PYCOCOTOOLS)
 
 
-def greedy_by_iou(iou: np.ndarray, min_iou: float) -> np.ndarray:
-    """IoU-ordered one-to-one matching; returns each detection's matched IoU (0 where unmatched).
+def match_by_confidence(iou: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
+    """One image's TP table (detections x thresholds): confidence-ordered, one-to-one per threshold.
 
-    ``iou`` is detections x GT, already 0 across classes. Matching at a higher threshold t is the same greedy
-    pass stopped at the first pair below t (a prefix of the same ordered list), so one pass at ``min_iou``
-    serves every threshold: a detection is a TP at t iff its matched IoU >= t.
+    ``iou`` is detections (rows, already in descending confidence) x targets, 0 across classes. Each
+    threshold keeps its own set of claimed targets; a detection takes its best unclaimed target (lowest index
+    on ties) and is a TP there iff that IoU reaches the threshold. Vectorised over thresholds, looped over
+    the detections that reach the lowest threshold with some target (the others are FP everywhere).
     """
-    matched = np.zeros(iou.shape[0])
-    d_idx, g_idx = np.nonzero(iou >= min_iou)  # row-major: detection rank, then GT index
-    if d_idx.size == 0:
-        return matched
-    order = np.argsort(-iou[d_idx, g_idx], kind="stable")
-    used_d = np.zeros(iou.shape[0], dtype=bool)
-    used_g = np.zeros(iou.shape[1], dtype=bool)
-    for d, g in zip(d_idx[order], g_idx[order], strict=True):
-        if not (used_d[d] or used_g[g]):
-            used_d[d] = used_g[g] = True
-            matched[d] = iou[d, g]
-    return matched
+    n_det, n_gt = iou.shape
+    tp = np.zeros((n_det, len(thresholds)), dtype=bool)
+    if n_det == 0 or n_gt == 0:
+        return tp
+    t_idx = np.arange(len(thresholds))
+    claimed = np.zeros((len(thresholds), n_gt), dtype=bool)  # threshold x target
+    for d in np.flatnonzero(iou.max(axis=1) >= thresholds.min()):
+        free = np.where(claimed, -1.0, iou[d][None, :])  # claimed targets can never win
+        best = free.argmax(axis=1)  # first maximum: lowest target index on ties
+        hit = free[t_idx, best] >= thresholds
+        tp[d] = hit
+        claimed[t_idx[hit], best[hit]] = True
+    return tp
 
 
 def ap_101(recall: np.ndarray, precision: np.ndarray) -> float:
-    """101-point interpolated AP with both sentinels (see module docstring)."""
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
+    """101-point interpolated AP, curve closed at the last recall reached (see module docstring).
+
+    An empty curve (a class without detections) scores 0.
+    """
+    if len(recall) == 0:
+        return 0.0
+    mrec = np.concatenate(([0.0], recall, [recall[-1], 1.0]))
+    mpre = np.concatenate(([1.0], precision, [0.0, 0.0]))
     envelope = np.maximum.accumulate(mpre[::-1])[::-1]
     return float(_trapezoid(np.interp(AP_POINTS, mrec, envelope), AP_POINTS))
 
@@ -121,7 +172,7 @@ class _ClassHits:
 def _match_images(
     coco: Any, dets: list[dict], img_ids: list[int], cat_ids: list[int], iou_type: IouType
 ) -> dict[int, _ClassHits]:
-    """Per image: drop crowds, IoU by pycocotools, IoU-ordered matching; pooled per class."""
+    """Per image: drop crowds, IoU by pycocotools, confidence-ordered matching; pooled per class."""
     from pycocotools import mask as mask_utils
 
     cats = set(cat_ids)
@@ -138,15 +189,14 @@ def _match_images(
             n_gt[g["category_id"]] += 1
         d_list = dets_by_image.get(img, [])
         d_list = [d_list[i] for i in np.argsort([-d["score"] for d in d_list], kind="stable")]
-        best = np.zeros(len(d_list))
+        tp = np.zeros((len(d_list), len(IOU_THRESHOLDS)), dtype=bool)
         if gts and d_list:
             dt_geom, gt_geom = _geometry(d_list, iou_type, None), _geometry(gts, iou_type, coco)
             iou = np.asarray(mask_utils.iou(dt_geom, gt_geom, [0] * len(gts)), dtype=np.float64)
             iou = iou.reshape(len(d_list), len(gts))
             d_cls = np.array([d["category_id"] for d in d_list])
             same = d_cls[:, None] == np.array([g["category_id"] for g in gts])[None, :]
-            best = greedy_by_iou(np.where(same, iou, 0.0), IOU_THRESHOLDS[0])
-        tp = (best[:, None] >= IOU_THRESHOLDS[None, :]) & (best[:, None] > 0)
+            tp = match_by_confidence(np.where(same, iou, 0.0))
         for d, row in zip(d_list, tp, strict=True):
             scores[d["category_id"]].append(d["score"])
             hits[d["category_id"]].append(row)
@@ -166,7 +216,7 @@ def evaluate_compat(
     iou_type: IouType | str,
     image_ids: Sequence[int] | None = None,
 ) -> CocoResult:
-    """Ultralytics-style compatibility reading (not COCO) of ``detections``; same result shape as COCO's."""
+    """Ultralytics-``val``-style reading (not COCO) of ``detections``; same result shape as COCO's."""
     iou_type = IouType(iou_type)
     coco = _gt_object(gt)
     gt_ids = coco.getImgIds()
@@ -180,7 +230,7 @@ def evaluate_compat(
     aps = []
     classes: dict[int, ClassMatches] = {}
     for c, h in per_image.items():
-        if h.n_gt == 0:
+        if h.n_gt == 0:  # detections of a class without targets count nowhere
             per_class[c] = {"AP50": None, "AP50_95": None, "n_gt": 0}
             continue
         ap = class_ap(h.scores, h.tp, h.n_gt)

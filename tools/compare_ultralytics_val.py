@@ -1,0 +1,236 @@
+"""Compare Ultralytics' own ``val`` with ``validate --metric compat`` and ``--metric coco`` on one split.
+
+Dev-only (needs Ultralytics + torch, AGPL: never a qharness dependency). Run with the fixtures venv:
+
+    /work/venvs/fx/bin/python tools/compare_ultralytics_val.py --data DIR --det det.onnx --seg seg.onnx \\
+        [--json out.json] [--work DIR]
+
+Why: ``--metric compat`` promises numbers that line up with what Ultralytics ``val`` prints; this script
+measures how well they do on real models. For each model it
+
+1. writes an Ultralytics-format copy of the split (``images/`` symlinked, ``labels/*.txt`` from the COCO JSON
+   with crowd annotations dropped; for segmentation the largest polygon of each annotation; ``data.yaml`` with
+   the names in category order);
+2. runs ``YOLO(onnx, task=...).val(...)`` offline at the model's input size, batch 1, conf 0.001, IoU 0.7;
+3. runs ``validate --model ONNX --data DIR --metric compat`` and ``--metric coco`` (no cache);
+4. prints a markdown table (values and differences in points, i.e. x 100) and writes it as JSON if asked.
+
+The remaining known differences are listed in ``validator/metrics/compat.py``'s docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+YOLO_CONFIG_DIR = ROOT / "datasets" / "fixture-work" / "yolo-config"  # holds the fonts, so nothing is fetched
+VALIDATE = Path("/work/venvs/dev/bin/validate")
+TASKS = {"det": "detect", "seg": "segment"}
+# (row label, Ultralytics metrics attribute, our iou type, our summary key)
+ROWS = [
+    ("box mAP50", "box", "map50", "bbox", "mAP50"),
+    ("box mAP50-95", "box", "map", "bbox", "mAP50_95"),
+    ("box P", "box", "mp", "bbox", "mean_precision"),
+    ("box R", "box", "mr", "bbox", "mean_recall"),
+    ("mask mAP50", "seg", "map50", "segm", "mAP50"),
+    ("mask mAP50-95", "seg", "map", "segm", "mAP50_95"),
+    ("mask P", "seg", "mp", "segm", "mean_precision"),
+    ("mask R", "seg", "mr", "segm", "mean_recall"),
+]
+
+
+def offline_env() -> None:
+    """Ultralytics must never reach for the network or write settings outside the work tree."""
+    os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(YOLO_CONFIG_DIR))
+
+
+# ------------------------------------------------------------------------------------ Ultralytics split
+def polygon_area(flat: list[float]) -> float:
+    """Shoelace area of a flat [x0, y0, x1, y1, ...] polygon."""
+    xs, ys = flat[0::2], flat[1::2]
+    n = min(len(xs), len(ys))
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
+def _clip01(v: float) -> float:
+    return min(max(v, 0.0), 1.0)
+
+
+def label_line(ann: dict, cls: int, w: int, h: int, task: str) -> str | None:
+    """One YOLO label row (normalised, clipped to the image as Ultralytics requires); None if nothing is left."""
+    if task == "detect":
+        x, y, bw, bh = ann["bbox"]
+        x0, y0, x1, y1 = _clip01(x / w), _clip01(y / h), _clip01((x + bw) / w), _clip01((y + bh) / h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
+    seg = ann["segmentation"]
+    if not isinstance(seg, list):
+        raise SystemExit(f"annotation {ann['id']}: non-crowd RLE segmentation has no polygon for YOLO labels")
+    polys = [p for p in seg if len(p) >= 6]
+    if not polys:
+        return None
+    poly = max(polys, key=polygon_area)  # Ultralytics takes one polygon per instance: keep the largest part
+    xy = " ".join(f"{_clip01(v / (w if i % 2 == 0 else h)):.6f}" for i, v in enumerate(poly))
+    return f"{cls} {xy}"
+
+
+def write_split(data: Path, out: Path, task: str) -> Path:
+    """COCO split -> Ultralytics layout under ``out``; returns its data.yaml."""
+    doc = json.loads((data / "annotations.json").read_text())
+    cls_of = {c["id"]: i for i, c in enumerate(doc["categories"])}
+    anns: dict[int, list[dict]] = {}
+    for a in doc["annotations"]:
+        if not a.get("iscrowd", 0):  # crowds do not exist for Ultralytics
+            anns.setdefault(a["image_id"], []).append(a)
+    for im in doc["images"]:
+        src = (data / "images" / im["file_name"]).resolve()
+        dst = out / "images" / im["file_name"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.is_symlink():
+            dst.symlink_to(src)
+        w, h = im["width"], im["height"]
+        lines = [label_line(a, cls_of[a["category_id"]], w, h, task) for a in anns.get(im["id"], [])]
+        label = (out / "labels" / im["file_name"]).with_suffix(".txt")
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text("".join(f"{ln}\n" for ln in lines if ln))
+    names = "".join(f"  {i}: {json.dumps(c['name'])}\n" for i, c in enumerate(doc["categories"]))
+    yaml = out / "data.yaml"  # train is required by Ultralytics' checker; it is never used here
+    yaml.write_text(f"path: {out}\ntrain: images\nval: images\nnames:\n{names}")
+    return yaml
+
+
+def model_imgsz(onnx_path: Path) -> list[int]:
+    """(h, w) of the model's fixed input, as Ultralytics would take it from the export."""
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    h, w = (d.dim_value for d in dims[2:4])
+    if not (h and w):
+        raise SystemExit(f"{onnx_path}: input has no fixed height/width")
+    return [h, w]
+
+
+def ultralytics_val(onnx_path: Path, task: str, yaml: Path, imgsz: list[int], work: Path) -> dict:
+    """Ultralytics' own numbers, as fractions: {'box': {...}, 'seg': {...}}."""
+    from ultralytics import YOLO
+
+    m = YOLO(str(onnx_path), task=task).val(
+        data=str(yaml), imgsz=imgsz if imgsz[0] != imgsz[1] else imgsz[0], batch=1, plots=False, conf=0.001,
+        iou=0.7, device="cpu", workers=0, project=str(work / "runs"), name=task, exist_ok=True, verbose=False,
+    )  # fmt: skip
+    parts = {"box": m.box} | ({"seg": m.seg} if task == "segment" else {})
+    return {k: {a: float(getattr(v, a)) for a in ("map50", "map", "mp", "mr")} for k, v in parts.items()}
+
+
+# ------------------------------------------------------------------------------------------- qharness
+def ours(onnx_path: Path, data: Path, metric: str, out: Path, validate: Path) -> dict:
+    """``validate`` on the original COCO split; returns its metrics per iou type (bbox, segm)."""
+    cmd = [str(validate), "--model", str(onnx_path), "--data", str(data), "--metric", metric, "--out", str(out),
+           "--no-cache", "--workers", "1", "--threads", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    return summary["models"][0]["metrics"]
+
+
+# ---------------------------------------------------------------------------------------------- table
+def _pts(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(100 * (a - b), 4)
+
+
+def rows_for(name: str, task: str, ultra: dict, compat: dict, coco: dict) -> list[dict]:
+    out = []
+    for label, part, attr, iou_type, key in ROWS:
+        if part not in ultra:
+            continue
+        u = ultra[part][attr]
+        c = compat.get(iou_type, {}).get(key)
+        k = coco.get(iou_type, {}).get(key)
+        out.append({"model": name, "task": task, "metric": label, "ultralytics": u, "compat": c, "coco": k,
+                    "compat_minus_ultralytics_pts": _delta(c, u),
+                    "coco_minus_ultralytics_pts": _delta(k, u)})  # fmt: skip
+    return out
+
+
+def _signed(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    """Values in points (x 100); differences are ours - Ultralytics."""
+    lines = ["| model | metric | Ultralytics val | compat | compat - val | coco | coco - val |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['metric']} | {_pts(r['ultralytics'])} | {_pts(r['compat'])} | "
+            f"{_signed(r['compat_minus_ultralytics_pts'])} | {_pts(r['coco'])} | "
+            f"{_signed(r['coco_minus_ultralytics_pts'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="qharness split: annotations.json + images/")
+    p.add_argument("--det", type=Path, help="detection ONNX (Ultralytics export)")
+    p.add_argument("--seg", type=Path, help="segmentation ONNX (Ultralytics export)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--work", type=Path, help="keep the Ultralytics split and all runs here (default: temp dir)")
+    p.add_argument("--validate", type=Path, default=VALIDATE, help=f"qharness CLI (default {VALIDATE})")
+    args = p.parse_args(argv)
+    models = [(TASKS[k], getattr(args, k).resolve()) for k in TASKS if getattr(args, k)]
+    if not models:
+        p.error("give --det and/or --seg")
+    data = args.data.resolve()
+    if not (data / "annotations.json").is_file():
+        p.error(f"{data}: no annotations.json")
+    offline_env()
+    import torch
+
+    torch.set_num_threads(1)  # shared 2-core machine: keep the comparison modest
+    from ultralytics import __version__ as ultralytics_version
+
+    tmp = None if args.work else tempfile.mkdtemp(prefix="cmp-ultra-")
+    work = (args.work or Path(tmp)).resolve()
+    try:
+        rows, per_model = [], []
+        for task, onnx_path in models:
+            w = work / task
+            yaml = write_split(data, w / "yolo", task)
+            imgsz = model_imgsz(onnx_path)
+            ultra = ultralytics_val(onnx_path, task, yaml, imgsz, w)
+            compat = ours(onnx_path, data, "compat", w / "ours-compat", args.validate)
+            coco = ours(onnx_path, data, "coco", w / "ours-coco", args.validate)
+            model_rows = rows_for(onnx_path.name, task, ultra, compat, coco)
+            rows += model_rows
+            per_model.append({"model": str(onnx_path), "task": task, "imgsz": imgsz, "rows": model_rows})
+        table = markdown(rows)
+        print(f"\nUltralytics {ultralytics_version} val vs qharness on {data} (points; differences ours - val)\n")
+        print(table)
+        if args.json:
+            doc = {"data": str(data), "ultralytics": ultralytics_version, "unit": "fractions; *_pts in points",
+                   "models": per_model}  # fmt: skip
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
