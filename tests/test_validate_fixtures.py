@@ -129,3 +129,15 @@ def test_float_detector_clearly_above_chance_and_masks_scored(run):
     assert d["metrics"]["bbox"]["mAP50"] == pytest.approx(
         100 * (summary["models"][1]["metrics"]["bbox"]["mAP50"] - float_model["metrics"]["bbox"]["mAP50"]), abs=1e-3)
     assert 0 <= d["changed_images"]["count"] <= N_IMAGES
+
+
+def test_workers_do_not_change_results_and_limit_takes_first_images(heldout, tmp_path):
+    det = ["--float", str(MODELS / "shapes-det.onnx"), "--data", str(heldout), "--limit", "7", "--no-cache"]
+    code1, _ = _run(*det, "--out", str(tmp_path / "w1"), "--workers", "1")
+    code3, _ = _run(*det, "--out", str(tmp_path / "w3"), "--workers", "3", "--threads", "1")
+    assert code1 == code3 == 0
+    assert (tmp_path / "w1" / "summary.json").read_bytes() == (tmp_path / "w3" / "summary.json").read_bytes()
+    summary = json.loads((tmp_path / "w1" / "summary.json").read_text())
+    assert summary["dataset"]["images"] == 7
+    preds = json.loads((tmp_path / "w1" / "predictions" / "shapes-det.json").read_text())
+    assert {p["image_id"] for p in preds} <= set(range(1, 8))
