@@ -28,6 +28,7 @@ from validator.decode.contract import BoxUnits, Contract, ContractError, identif
 from validator.decode.geometry import boxes_to_original
 from validator.decode.masks import masks_to_rles
 from validator.errors import InputError
+from validator.hashing import sha256_file
 from validator.runners import Runner, open_runner
 
 
@@ -76,14 +77,6 @@ class ModelRun:
     timing: dict = field(default_factory=dict)
     nonfinite: dict = field(default_factory=dict)  # output name -> number of images with NaN/Inf
     cached: bool = False
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _progress_enabled() -> bool:
@@ -158,7 +151,7 @@ def open_models(specs: list[ModelSpec], ds: Dataset, settings: Settings, threads
                              f"{contract.num_classes}")
         if settings.task == "segment" and not contract.num_masks:
             raise InputError(f"{spec.path}: --task segment but the model has no mask outputs ({contract.describe()})")
-        runs.append(ModelRun(spec, name, runner, _sha256(spec.path), contract, mapping))
+        runs.append(ModelRun(spec, name, runner, sha256_file(spec.path), contract, mapping))
     return runs
 
 

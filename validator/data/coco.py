@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from validator.errors import InputError
+from validator.hashing import sha256_file
 
 _ANN_CANDIDATES = ("annotations.json", "annotations/instances_val2017.json", "instances_val2017.json")
 _IMG_CANDIDATES = ("images", "val2017", "images/val2017")
@@ -163,21 +164,13 @@ def load_dataset(data: Path, images: Path | None = None, *, limit: int | None = 
     return Dataset(ann, img_dir, gt, tuple(records), tuple(doc["categories"]), tuple(missing))
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def dataset_hashes(ds: Dataset, workers: int = 4) -> dict:
     """Content hashes: the annotation file, and all evaluated images (names + bytes, in id order)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:  # hashlib releases the GIL
-        digests = list(ex.map(_sha256_file, [r.path for r in ds.images]))
+        digests = list(ex.map(sha256_file, [r.path for r in ds.images]))
     h = hashlib.sha256()
     for r, d in zip(ds.images, digests, strict=True):
         h.update(f"{r.id}\0{r.file_name}\0{d}\n".encode())
-    ann = _sha256_file(ds.annotations_path)
+    ann = sha256_file(ds.annotations_path)
     return {"annotations_sha256": ann, "images_sha256": h.hexdigest(),
             "sha256": hashlib.sha256(f"{ann}{h.hexdigest()}".encode()).hexdigest()}
