@@ -10,9 +10,11 @@ IoU 0.50 / area "all" / maxDets 100 (pycocotools' ``evalImgs``; for faster-coco-
 per-image records in C++, the ``eval['matched']`` pairs of a second, single-threshold run, see
 ``_faster_records``).
 
-Inputs: detections are COCO results dicts. For ``segm`` only the RLE ``segmentation`` is passed on and any
-``bbox`` dropped, so a detection's area is its mask area (as detectron2 does; pycocotools would otherwise
-take the box area for the small/medium/large split).
+Inputs: detections are COCO results dicts. For ``segm`` the RLE ``segmentation`` is passed on together with
+the ``bbox`` when there is one, exactly as a results file holds them: pycocotools' ``loadRes`` then takes the
+*box* area of a detection for the small/medium/large split (detectron2 drops the box to use the mask area
+instead). We keep pycocotools' default so that anyone re-running pycocotools on our predictions file gets
+every number we report, as Ultralytics' own COCO evaluation of seg models does too.
 """
 
 from __future__ import annotations
@@ -155,7 +157,10 @@ def prepare_detections(
             raise ValueError(f"detection on image_id {image_id}, which is not in the ground truth")
         geom = [float(v) for v in d[key]] if key == "bbox" else dict(d[key])
         cat, score = int(d["category_id"]), float(d["score"])
-        out.append({"image_id": image_id, "category_id": cat, key: geom, "score": score})
+        det = {"image_id": image_id, "category_id": cat, key: geom, "score": score}
+        if key == "segmentation" and "bbox" in d:
+            det["bbox"] = [float(v) for v in d["bbox"]]
+        out.append(det)
     return out
 
 
