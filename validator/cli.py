@@ -53,21 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _role_of(path: Path) -> str:
-    """For --model: INT8 when a TFLite model holds int8/uint8 tensors, else float."""
-    if path.suffix.lower() != ".tflite" or not path.is_file():
-        return "float"
-    try:
-        from validator.runners.tflite import interpreter_class
-
-        it = interpreter_class()(model_path=str(path))
-        if any(str(d["dtype"].__name__) in ("int8", "uint8") for d in it.get_tensor_details()):
-            return "int8"
-    except Exception:  # the real load later reports a broken file properly
-        return "float"
-    return "float"
-
-
 def _fresh_dir(base: Path) -> Path:
     """The default output folder never reuses an earlier run's folder."""
     out, i = base, 2
@@ -85,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.float_model:
         specs.append(ModelSpec(args.float_model, "float"))
     specs += [ModelSpec(p, "int8") for p in args.int8_models]
-    specs += [ModelSpec(p, _role_of(p)) for p in args.models]
+    specs += [ModelSpec(p, "auto") for p in args.models]  # role read from its tensors once opened
     if not specs:
         parser.error("give at least one model: --float, --int8 or --model")
     if args.limit is not None and args.limit < 1:

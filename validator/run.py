@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from validator.runners import Runner, open_runner
 @dataclass(frozen=True)
 class ModelSpec:
     path: Path
-    role: str  # "float" | "int8"
+    role: str  # "float" | "int8" | "auto" (--model: INT8 when the model holds int8/uint8 tensors)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class ModelRun:
     timing: dict = field(default_factory=dict)
     nonfinite: dict = field(default_factory=dict)  # output name -> number of images with NaN/Inf
     cached: bool = False
+    cache_path: Path | None = None
 
 
 def _progress_enabled() -> bool:
@@ -151,6 +152,8 @@ def open_models(specs: list[ModelSpec], ds: Dataset, settings: Settings, threads
                              f"{contract.num_classes}")
         if settings.task == "segment" and not contract.num_masks:
             raise InputError(f"{spec.path}: --task segment but the model has no mask outputs ({contract.describe()})")
+        if spec.role == "auto":
+            spec = replace(spec, role="int8" if runner.quantized else "float")
         runs.append(ModelRun(spec, name, runner, sha256_file(spec.path), contract, mapping))
     return runs
 
@@ -271,8 +274,9 @@ def cache_key(run: ModelRun, data_hash: str, image_ids: list[int], settings: Set
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("QHARNESS_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "qharness" if not os.environ.get("QHARNESS_CACHE") else Path(base)
+    if os.environ.get("QHARNESS_CACHE"):
+        return Path(os.environ["QHARNESS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qharness"
 
 
 def load_cached(path: Path, run: ModelRun) -> bool:
@@ -392,16 +396,14 @@ def validate(specs: list[ModelSpec], data: Path, images: Path | None, out_dir: P
     hashes = dataset_hashes(ds, workers=max(2, workers))
     image_ids = [r.id for r in ds.images]
     cache_dir = cache_dir or default_cache_dir()
-    for r in runs:
-        r.timing = {}
-        if use_cache:
-            key = cache_key(r, hashes["sha256"], image_ids, settings)
-            load_cached(cache_dir / f"{key}.json.gz", r)
-    infer(runs, ds, settings, workers)
     if use_cache:
         for r in runs:
-            if not r.cached:
-                store_cached(cache_dir / f"{cache_key(r, hashes['sha256'], image_ids, settings)}.json.gz", r)
+            r.cache_path = cache_dir / f"{cache_key(r, hashes['sha256'], image_ids, settings)}.json.gz"
+            load_cached(r.cache_path, r)
+    infer(runs, ds, settings, workers)
+    for r in runs:
+        if r.cache_path is not None and not r.cached:
+            store_cached(r.cache_path, r)
 
     # Metrics are computed on exactly the predictions that are written (rounded, in written order).
     for r in runs:

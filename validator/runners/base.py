@@ -32,6 +32,7 @@ class Runner(Protocol):
     input: InputSpec
     outputs: list[TensorSpec]
     metadata: dict
+    quantized: bool  # holds int8/uint8 tensors (decides the role of a --model)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
 

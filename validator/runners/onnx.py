@@ -16,6 +16,7 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 
 class OnnxRunner:
     kind = "onnx"
+    quantized = False  # an ONNX model given with --model is taken as the float reference
 
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime as ort

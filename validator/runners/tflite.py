@@ -56,7 +56,6 @@ class TFLiteRunner:
         try:
             with _quiet_stderr():
                 self.interp = Interpreter(model_path=str(path), num_threads=threads or None)
-                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise InputError(f"{path}: cannot load TFLite model ({msg[:200]})") from None
@@ -77,6 +76,7 @@ class TFLiteRunner:
                 self.interp.allocate_tensors()
         except RuntimeError as e:
             raise InputError(f"{path}: cannot allocate TFLite tensors ({str(e).splitlines()[0][:200]})") from None
+        self.quantized = any(t["dtype"] in (np.int8, np.uint8) for t in self.interp.get_tensor_details())
         self._in_index = d["index"]
         self._outs = []
         self.outputs = []
