@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, agnostic=args.agnostic,
                         resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
                         backend=args.backend, limit=args.limit, names=args.names,
-                        multi_label=args.metric == "compat")
+                        multi_label=args.metric == "compat", clip_boxes=args.metric != "compat")
     out = args.out or _fresh_dir(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         outcome = validate(specs, args.data, args.images, out, settings, workers=args.workers,

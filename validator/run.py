@@ -54,6 +54,7 @@ class Settings:
     limit: int | None = None
     names: str | None = None
     multi_label: bool = False  # one box may carry several classes (Ultralytics val does; set by compat)
+    clip_boxes: bool = True  # clip boxes to the image (COCO results); compat keeps them as drawn, like Ultralytics
 
     def prediction_key(self) -> dict:
         d = asdict(self)
@@ -246,7 +247,7 @@ def infer(runs: list[ModelRun], ds: Dataset, settings: Settings, workers: int) -
             det = decode(r.contract, outs, spec.hw, conf=settings.conf, iou=settings.iou,
                          max_det=settings.max_det, agnostic=settings.agnostic, box_units=r.box_units,
                          multi_label=settings.multi_label)
-            boxes = boxes_to_original(det.boxes, lb, orig_hw)
+            boxes = boxes_to_original(det.boxes, lb, orig_hw, clip=settings.clip_boxes)
             rles = None
             if det.coefs is not None and det.protos is not None and settings.task != "detect":
                 rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, orig_hw)
