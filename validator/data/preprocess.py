@@ -1,9 +1,10 @@
 """Image decoding (once per image) and model-input preparation (once per distinct input geometry).
 
 Letterbox follows the YOLO convention the fixture models were trained with: keep aspect ratio, scale
-to fit, pad centred with grey 114. `stretch` resizes without padding (SSD-style models). Quantized
-inputs are computed from the [0, 1] float input with the model's own scale and zero point, so a uint8
-input with scale 1/255 receives raw pixels and an int8 one receives pixel - 128.
+to fit, pad centred with grey 114. `stretch` resizes without padding (SSD-style models). What values the
+model receives for those pixels (0..1, -1..1, raw pixels, mean/std; quantized with the input's own scale and
+zero point) is decided once per model by `choose_transform`, from the input's quantization, then the model's
+metadata, then the 0..1 default, and applied by `InputMaker` through a per-channel lookup table.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from validator.decode.geometry import Letterbox
 from validator.errors import InputError
-from validator.runners.base import InputSpec
+from validator.tensors import INPUT_RANGES, InputSpec, InputTransform, Letterbox
 
 PAD_VALUE = 114
 
@@ -26,11 +26,20 @@ class ResizeMode(str, Enum):
     STRETCH = "stretch"
 
 
-def load_image(path: Path) -> np.ndarray:
-    """Decode to RGB uint8 HxWx3 with the EXIF orientation applied (gray/RGBA/palette -> RGB)."""
+def load_image(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode to RGB uint8 HxWx3 with the EXIF orientation applied (gray/RGBA/palette -> RGB).
+
+    ``expect_hw`` (the annotation's height, width): when only the stored, un-rotated pixels have that
+    size, the annotations were drawn on them, so the EXIF rotation is not applied (COCO-style tools
+    annotate the stored pixels; applying the rotation would put every box in the wrong place).
+    """
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+            rotated = ImageOps.exif_transpose(im)
+            if expect_hw is not None and (rotated.height, rotated.width) != tuple(expect_hw) \
+                    and (im.height, im.width) == tuple(expect_hw):
+                rotated = im
+            im = rotated
             if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
                 # 16-bit grey: scale to 8 bits (as OpenCV does); PIL's convert would clip at 255
                 g = np.asarray(im).astype(np.uint32)
@@ -67,18 +76,88 @@ def letterbox(img: np.ndarray, input_hw: tuple[int, int], mode: ResizeMode = Res
     return canvas, lb
 
 
-def to_input(canvas: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """HxWx3 uint8 canvas -> the model's input tensor (layout, dtype and quantization of `spec`)."""
-    x = canvas[None]  # 1xHxWx3
-    if spec.layout == "NCHW":
-        x = x.transpose(0, 3, 1, 2)
-    if spec.dtype in ("uint8", "int8", "int16"):
-        info = np.iinfo(spec.dtype)
-        if spec.scale > 0:
-            q = np.round(x.astype(np.float32) / 255.0 / spec.scale) + spec.zero_point
-        else:  # unquantized integer input: raw pixels, shifted for int8
-            q = x.astype(np.int32) - (128 if spec.dtype == "int8" else 0)
-        return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(spec.dtype))
-    out = np.empty(x.shape, spec.dtype)
-    np.multiply(x, np.asarray(1 / 255, spec.dtype), out=out, casting="unsafe")  # one pass, C-contiguous
-    return out
+# ------------------------------------------------------------------------------------ input transform
+RAW_TOLERANCE_STEPS = 1.5  # a quantized input is "raw pixels" when its ends are within this many steps
+NEAR_TOLERANCE = 0.05  # a quantized input's range matches a convention within 5 % of the range's width
+
+
+def _quantized_range(spec: InputSpec) -> tuple[float, float]:
+    info = np.iinfo(spec.dtype)
+    return (int(info.min) - spec.zero_point) * spec.scale, (int(info.max) - spec.zero_point) * spec.scale
+
+
+def choose_transform(spec: InputSpec, normalization: dict | None = None, override: str | None = None) -> InputTransform:
+    """Decide how canvas pixels become this model's input values, and say why.
+
+    Order: ``--input-range`` (``override``) wins. Then a quantized input's own parameters: the integer
+    range, dequantized, spans the value range the model was calibrated on; a range that is one of the
+    conventions (0..1, -1..1, 0..255) decides it, and when the integer range maps one to one onto it
+    (uint8 1/255 & 0, uint8 1/128 & 128, int8 1/255 & -128, ...) the model receives the raw pixels exactly.
+    Then the model's own metadata (TFLite NormalizationOptions mean/std: ``(p - mean) / std``). Else 0..1,
+    the convention of Ultralytics exports. An integer input without quantization parameters takes raw
+    pixels (int8: pixel - 128).
+    """
+    if spec.quantized:
+        lo, hi = _quantized_range(spec)
+        step = RAW_TOLERANCE_STEPS * spec.scale
+        qdesc = f"{spec.dtype} input quantization (scale {spec.scale:.6g}, zero point {spec.zero_point})"
+        for label, (a, b) in INPUT_RANGES.items():
+            if abs(lo - a) <= step and abs(hi - b) <= step:
+                if override and override != label:
+                    break
+                return InputTransform.from_range(label, f"{qdesc} maps the pixels 0..255 one to one onto "
+                                                        f"{lo:.4g}..{hi:.4g}: raw pixels", raw=True)
+    if override:
+        return InputTransform.from_range(override, "--input-range")
+    if spec.quantized:
+        for label, (a, b) in INPUT_RANGES.items():
+            tol = NEAR_TOLERANCE * (b - a)
+            if abs(lo - a) <= tol and abs(hi - b) <= tol:
+                return InputTransform.from_range(label, f"{qdesc}: calibrated range {lo:.4g}..{hi:.4g} is the "
+                                                        f"{label} convention")
+    if normalization and normalization.get("mean") is not None and normalization.get("std") is not None:
+        src = normalization.get("source") or "model metadata"
+        t = InputTransform.from_mean_std(normalization["mean"], normalization["std"],
+                                         f"{src}: mean {list(normalization['mean'])}, std {list(normalization['std'])}")
+        return t
+    if spec.integer and not spec.quantized:
+        return InputTransform.from_range("0,255", f"{spec.dtype} input without quantization parameters: raw "
+                                                  "pixels" + (" - 128" if spec.dtype == "int8" else ""), raw=True)
+    if spec.quantized:
+        return InputTransform.from_range("0,1", f"{qdesc}: range {lo:.4g}..{hi:.4g} matches no convention and "
+                                                "the model has no normalization metadata; assumed 0..1")
+    return InputTransform.from_range("0,1", "float input without normalization metadata: 0..1 (pixel / 255, "
+                                            "the Ultralytics convention)")
+
+
+class InputMaker:
+    """Fills the model's input tensor from canvases: one lookup table per channel, one preallocated buffer.
+
+    A table lookup (256 entries per channel) is exact for every transform and quantization and costs one
+    gather per pixel, whatever the conversion is. The returned array is the maker's own buffer,
+    overwritten by the next call.
+    """
+
+    def __init__(self, spec: InputSpec, transform: InputTransform):
+        self.spec, self.transform = spec, transform
+        self.table = transform.lut(spec)
+        self.same = bool((self.table == self.table[0]).all())
+        self.buffer = np.empty(spec.shape, dtype=spec.dtype)
+
+    def __call__(self, canvas: np.ndarray) -> np.ndarray:
+        out = self.buffer
+        if self.spec.layout == "NCHW":
+            for c in range(3):
+                np.take(self.table[c], canvas[:, :, c], out=out[0, c])
+        elif self.same:
+            np.take(self.table[0], canvas, out=out[0])
+        else:
+            for c in range(3):
+                np.take(self.table[c], canvas[:, :, c], out=out[0, :, :, c])
+        return out
+
+
+def to_input(canvas: np.ndarray, spec: InputSpec, transform: InputTransform | None = None) -> np.ndarray:
+    """HxWx3 uint8 canvas -> a new input tensor (layout, dtype and quantization of ``spec``)."""
+    maker = InputMaker(spec, transform or choose_transform(spec))
+    return maker(canvas).copy()

@@ -24,27 +24,14 @@ from enum import Enum
 
 import numpy as np
 
+from validator.tensors import TensorSpec
+
 # Anchor strides of the heads we recognise: P3-P5 (every YOLOv8/11 model) and P3-P6 ("-p6" variants).
 STRIDE_SETS: tuple[tuple[int, ...], ...] = ((8, 16, 32), (8, 16, 32, 64))
 PROTO_STRIDE = 4  # YOLOv8-seg prototypes live on the P3 grid upsampled x2
 # Largest |coordinate| still read as normalised: grid-anchored centres reach ~w in pixel models, ~1 in
 # normalised ones; boxes of a normalised model may overshoot the canvas a little, hence 1.5, not 1.
 NORMALIZED_MAX = 1.5
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape and dtype of one model output (as the runner reports it, batch dimension kept)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name: "float32", "int8", "uint8", ...
-    scale: float = 0.0
-    zero_point: int = 0
-
-    def describe(self) -> str:
-        clean = " ".join(self.name.split()) or "?"
-        return f"{clean}[{','.join(str(d) for d in self.shape)}] {self.dtype}"
 
 
 class ContractKind(str, Enum):

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from validator.errors import InputError
 from validator.runners.base import InputSpec, Runner
+from validator.runners.tflite import DelegateSpec
 
-__all__ = ["InputSpec", "Runner", "open_runner"]
+__all__ = ["DelegateSpec", "InputSpec", "Runner", "open_runner"]
 
 
-def open_runner(path: Path, threads: int | None = None) -> Runner:
+def open_runner(path: Path, threads: int | None = None, delegate: DelegateSpec | None = None) -> Runner:
+    """The runner for this file (by suffix, or the TFLite magic); ``delegate`` applies to TFLite only."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found")
@@ -25,5 +27,5 @@ def open_runner(path: Path, threads: int | None = None) -> Runner:
     if path.suffix.lower() == ".tflite" or head[4:8] == b"TFL3":
         from validator.runners.tflite import TFLiteRunner
 
-        return TFLiteRunner(path, threads)
+        return TFLiteRunner(path, threads, delegate)
     raise InputError(f"{path}: unsupported model type (expected .onnx or .tflite)")

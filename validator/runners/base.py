@@ -1,29 +1,16 @@
-"""What every runner exposes: one image tensor in, dequantized float32 outputs by name."""
+"""What every runner exposes: one image tensor in, dequantized float32 outputs by name; metadata and precision."""
 
 from __future__ import annotations
 
 import ast
 import json
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from validator.decode.contract import TensorSpec
 from validator.errors import InputError
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name
-    layout: str  # "NCHW" | "NHWC"
-    hw: tuple[int, int]
-    scale: float = 0.0
-    zero_point: int = 0
+from validator.tensors import InputSpec, Precision, TensorSpec
 
 
 class Runner(Protocol):
@@ -31,8 +18,8 @@ class Runner(Protocol):
     kind: str  # "onnx" | "tflite"
     input: InputSpec
     outputs: list[TensorSpec]
-    metadata: dict
-    quantized: bool  # holds int8/uint8 tensors (decides the role of a --model)
+    metadata: dict  # see normalize_metadata; TFLite adds "normalization" and "label_file"
+    precision: Precision  # what the tensors show (table label, role check)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
 
@@ -87,22 +74,4 @@ def normalize_metadata(raw: dict, source: str) -> dict:
     return {"names": names, "imgsz": imgsz if isinstance(imgsz, list) else None,
             "task": md.get("task") if isinstance(md.get("task"), str) else None,
             "stride": md.get("stride") if isinstance(md.get("stride"), int) else None,
-            "source": source if raw else None}
-
-
-def zip_metadata(path: Path) -> dict:
-    """Metadata appended to a .tflite as a zip: Ultralytics' metadata.json or a TFLite labels file."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return {}
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-            if "metadata.json" in names:
-                return normalize_metadata(json.loads(z.read("metadata.json")), "tflite metadata.json")
-            labels = [n for n in names if n.lower().endswith(".txt") and "label" in n.lower()]
-            if labels:
-                lines = [s.strip() for s in z.read(labels[0]).decode("utf-8", "replace").splitlines()]
-                return normalize_metadata({"names": [s for s in lines if s]}, f"tflite associated file {labels[0]}")
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError):
-        return {}
-    return {}
+            "source": source if raw else None, "normalization": None, "label_file": None}

@@ -1,32 +1,85 @@
 """TFLite models through the LiteRT interpreter (ai_edge_litert), falling back to tflite_runtime.
 
 Quantized tensors are handled with the model's own parameters: inputs arrive already quantized
-(see data/preprocess.to_input), outputs are dequantized here as (q - zero_point) * scale.
+(see data/preprocess.InputMaker), outputs are dequantized here as (q - zero_point) * scale.
+An external delegate (``--delegate LIB.so[:key=value,...]``, e.g. an NPU's) runs the model on the
+target's accelerator; a delegate that cannot be loaded or refuses the model is an input error naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from validator.decode.contract import TensorSpec
 from validator.errors import InputError
-from validator.runners.base import image_input, zip_metadata
+from validator.runners.base import image_input
+from validator.runners.tflite_file import read_tflite_file
+from validator.tensors import TensorSpec
 
 
-def interpreter_class():
+def _runtime():
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert.interpreter as rt
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter
+            import tflite_runtime.interpreter as rt
         except ImportError:
             raise InputError("no TFLite runtime installed: pip install ai-edge-litert "
                              "(or tflite-runtime)") from None
-    return Interpreter
+    return rt
+
+
+def interpreter_class():
+    return _runtime().Interpreter
+
+
+@dataclass(frozen=True)
+class DelegateSpec:
+    """``--delegate LIB.so[:key=value,...]``: an external TFLite delegate and its options."""
+
+    library: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> DelegateSpec:
+        lib, opts = text, ""
+        head, sep, tail = text.rpartition(":")
+        if sep and head and "=" in tail and "/" not in tail:
+            lib, opts = head, tail
+        pairs = []
+        for item in filter(None, (o.strip() for o in opts.split(","))):
+            k, eq, v = item.partition("=")
+            if not eq or not k.strip():
+                raise InputError(f"--delegate {text}: option '{item}' is not key=value")
+            pairs.append((k.strip(), v.strip()))
+        return cls(lib, tuple(pairs))
+
+    def describe(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options)
+        return self.library + (f":{opts}" if opts else "")
+
+    def load(self):
+        """The loaded delegate; InputError naming the library when it is missing or not a TFLite delegate."""
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL(self.library)
+        except OSError as e:
+            raise InputError(f"{self.library}: cannot load delegate library ({str(e).splitlines()[0][:200]})") from None
+        missing = [f for f in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+                   if not hasattr(lib, f)]
+        if missing:
+            raise InputError(f"{self.library}: not a TFLite external delegate (no {', '.join(missing)})")
+        try:
+            with _quiet_stderr():
+                return _runtime().load_delegate(self.library, dict(self.options))
+        except (ValueError, RuntimeError, OSError, AttributeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f"{self.library}: delegate failed to start ({msg[:200]})") from None
 
 
 @contextlib.contextmanager
@@ -50,17 +103,28 @@ def _quiet_stderr():
 class TFLiteRunner:
     kind = "tflite"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, delegate: DelegateSpec | None = None):
         self.path = Path(path)
         Interpreter = interpreter_class()
         try:
+            info = read_tflite_file(self.path)
+        except Exception as e:  # not a flatbuffer we can read: let the interpreter say why  # noqa: BLE001
+            info = None
+            first_error = e
+        delegates = [delegate.load()] if delegate else None
+        self.delegate = delegate
+        try:
             with _quiet_stderr():
-                self.interp = Interpreter(model_path=str(path), num_threads=threads or None)
+                self.interp = Interpreter(model_path=str(path), num_threads=threads or None,
+                                          experimental_delegates=delegates)
         except (ValueError, RuntimeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputError(f"{path}: cannot load TFLite model ({msg[:200]})") from None
-        self.metadata = zip_metadata(self.path) or {"names": None, "imgsz": None, "task": None,
-                                                    "stride": None, "source": None}
+            who = f"delegate {delegate.library} refused the model" if delegate else "cannot load TFLite model"
+            raise InputError(f"{path}: {who} ({msg[:200]})") from None
+        if info is None:
+            raise InputError(f"{path}: cannot read the TFLite flatbuffer ({str(first_error)[:200]})")
+        self.precision = info.pop("precision")
+        self.metadata = info
         ins = self.interp.get_input_details()
         if len(ins) != 1:
             raise InputError(f"{path}: model has {len(ins)} inputs; expected one image input")
@@ -75,8 +139,8 @@ class TFLiteRunner:
             with _quiet_stderr():
                 self.interp.allocate_tensors()
         except RuntimeError as e:
-            raise InputError(f"{path}: cannot allocate TFLite tensors ({str(e).splitlines()[0][:200]})") from None
-        self.quantized = any(t["dtype"] in (np.int8, np.uint8) for t in self.interp.get_tensor_details())
+            who = f" with delegate {delegate.library}" if delegate else ""
+            raise InputError(f"{path}: cannot allocate TFLite tensors{who} ({str(e).splitlines()[0][:200]})") from None
         self._in_index = d["index"]
         self._outs = []
         self.outputs = []
