@@ -73,16 +73,46 @@ def test_no_model_is_a_usage_error(shapes_small):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-def test_model_with_wrong_class_count(tmp_path, shapes_small):
-    """A dataset with fewer categories than the model's 6 classes is a mismatch, not a silent mapping."""
+def _three_categories(shapes_small, tmp_path) -> Path:
     doc = json.loads((shapes_small / "annotations.json").read_text())
     doc["categories"] = doc["categories"][:3]
     keep = {c["id"] for c in doc["categories"]}
     doc["annotations"] = [a for a in doc["annotations"] if a["category_id"] in keep]
     ann = tmp_path / "three.json"
     ann.write_text(json.dumps(doc))
-    _one_line_error(_validate("--float", str(DET), "--data", str(ann), "--images", str(shapes_small / "images"),
-                              "--out", str(tmp_path / "o")), "6", "3")
+    return ann
+
+
+def test_model_without_names_and_wrong_class_count(tmp_path, shapes_small):
+    """A 6-class model without class names on a 3-category dataset cannot be mapped: a mismatch, not a
+    silent mapping by order."""
+    import numpy as np
+
+    from tests.tiny_models import onnx_model
+
+    m = onnx_model(tmp_path / "nonames.onnx", [1, 3, 64, 64], outputs={"output0": np.zeros((1, 10, 84), np.float32)})
+    ann = _three_categories(shapes_small, tmp_path)
+    _one_line_error(_validate("--float", str(m), "--data", str(ann), "--images", str(shapes_small / "images"),
+                              "--out", str(tmp_path / "o")), "6 classes", "3 categories", "--names")
+
+
+def test_model_classes_not_in_dataset_are_dropped_and_counted(tmp_path, shapes_small):
+    """The det fixture names its 6 classes; on a dataset with 3 of them the other 3 are dropped (their
+    detections too), counted in summary.json and in the table notes."""
+    ann = _three_categories(shapes_small, tmp_path)
+    out = tmp_path / "o"
+    r = _validate("--float", str(DET), "--data", str(ann), "--images", str(shapes_small / "images"),
+                  "--out", str(out), "--no-cache", "--limit", "10")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    c = s["models"][0]["classes"]
+    assert c["by"] == "name" and c["mapped"] == 3
+    assert [x["name"] for x in c["model_classes_dropped"]] == ["star", "hexagon", "cross"]
+    assert c["dataset_categories_missing"] == []
+    assert c["detections_dropped"] > 0
+    preds = json.loads((out / "predictions" / "shapes-det.json").read_text())
+    assert {p["category_id"] for p in preds} <= {cat["id"] for cat in s["dataset"]["categories"]}
+    assert "3 model classes are not dataset categories" in r.stdout
 
 
 def test_failed_run_keeps_previous_outputs(data_copy, tmp_path):

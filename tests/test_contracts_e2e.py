@@ -347,7 +347,7 @@ def test_float_vs_int8_uint8_input_int8_outputs(tmp_path, data, capsys):
     assert_perfect(s, "det")
     assert_perfect(s, "det_int8")
     (d,) = s["deltas"]
-    assert (d["float"], d["int8"]) == ("det", "det_int8")
+    assert (d["reference"], d["model"]) == ("det", "det_int8")
     assert d["metrics"]["bbox"]["mAP50"] == 0 and d["metrics"]["bbox"]["mAP50_95"] == 0
     q_in = next(m for m in s["models"] if m["name"] == "det_int8")["input"]
     assert q_in["dtype"] == "uint8" and q_in["layout"] == "NHWC"
@@ -426,7 +426,7 @@ def test_metadata_class_count_mismatch_exit_2(tmp_path, data, capsys):
     code = main(["--model", str(m), "--data", str(data), "--out", str(tmp_path / "o"), "--no-cache"])
     assert code == 2
     line = _error_line(capsys)
-    assert "2 classes" in line and "3 categories" in line
+    assert "metadata names 2 classes" in line and "outputs hold 3" in line
 
 
 def _table_rows(out: Path) -> list[str]:
@@ -455,7 +455,7 @@ def test_two_int8_models_two_rows_and_two_deltas(tmp_path, data, capsys):
     rows = _table_rows(tmp_path / "out")
     assert len(rows) == 5, rows
     assert [r.startswith("| Δ") for r in rows] == [False, False, False, True, True]
-    assert [(d["float"], d["int8"]) for d in s["deltas"]] == [("ref", "v1"), ("ref", "v2")]
+    assert [(d["reference"], d["model"]) for d in s["deltas"]] == [("ref", "v1"), ("ref", "v2")]
     assert s["deltas"][0]["metrics"]["bbox"]["mAP50"] == 0
     # v2 misses one class of three: mAP50 falls by a third, -33.33 points
     assert s["deltas"][1]["metrics"]["bbox"]["mAP50"] == pytest.approx(-100 / 3, abs=0.01)

@@ -16,7 +16,8 @@ from tests.tiny_models import onnx_model, quantize, tflite_model
 from validator.data.preprocess import letterbox, to_input
 from validator.errors import InputError
 from validator.runners import open_runner
-from validator.runners.base import zip_metadata
+from validator.data.labels import parse_labels
+from validator.runners.tflite_file import read_tflite_file
 
 CONST = np.array([[[-3.0, 0.0, 1.5, 7.0], [2.0, -1.0, 10.0, 0.5]]], np.float32)  # [1, 2, 4]
 
@@ -140,7 +141,7 @@ def test_tflite_zip_metadata(tmp_path):
                      zip_metadata=md)
     assert zipfile.is_zipfile(p)
     r = open_runner(p)  # the appended zip must not disturb the interpreter
-    for got in (r.metadata, zip_metadata(p)):
+    for got in (r.metadata, read_tflite_file(p)):
         assert got["names"] == ["circle", "triangle", "square"]
         assert got["imgsz"] == [64, 64] and got["task"] == "segment" and got["stride"] == 32
         assert "metadata.json" in got["source"]
@@ -150,12 +151,15 @@ def test_tflite_zip_labels_file(tmp_path):
     p = tflite_model(tmp_path / "m.tflite", [1, 64, 64, 3], outputs={"out": (CONST, "float32", None)})
     with zipfile.ZipFile(p, "a") as z:
         z.writestr("labelmap.txt", "circle\ntriangle\n\n")
-    assert zip_metadata(p)["names"] == ["circle", "triangle"]
+    lf = read_tflite_file(p)["label_file"]
+    assert lf["name"] == "labelmap.txt" and "appended" in lf["where"]
+    assert parse_labels(lf["text"], lf["where"]).names == {0: "circle", 1: "triangle"}
 
 
 def test_tflite_without_metadata(tmp_path):
     p = tflite_model(tmp_path / "m.tflite", [1, 64, 64, 3], outputs={"out": (CONST, "float32", None)})
-    assert zip_metadata(p) == {}
+    md = read_tflite_file(p)
+    assert md["names"] is None and md["label_file"] is None and md["normalization"] is None and md["source"] is None
     assert open_runner(p).metadata["names"] is None
 
 
@@ -163,7 +167,7 @@ def test_zip_metadata_corrupt_json_is_ignored(tmp_path):
     p = tflite_model(tmp_path / "m.tflite", [1, 64, 64, 3], outputs={"out": (CONST, "float32", None)})
     with zipfile.ZipFile(p, "a") as z:
         z.writestr("metadata.json", "{not json")
-    assert zip_metadata(p) == {}
+    assert read_tflite_file(p)["names"] is None
 
 
 def test_tflite_dynamic_hw_from_zip_imgsz(tmp_path):

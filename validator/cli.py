@@ -1,16 +1,30 @@
 """`validate` command line: argument parsing only; the work is in run.py.
 
-Exit codes: 0 ok · 1 gate failed · 2 usage or input error (one line on stderr, no traceback).
+Exit codes: 0 ok · 1 a gate failed (and nothing else) · 2 usage or input error (one line on stderr naming the
+file and the problem) · 3 internal error (one line and the path of a saved traceback) · 130 interrupted.
+No exception ever reaches the user as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
+from validator import __version__
 from validator.errors import InputError
+
+METRIC_DECODING = {
+    # metric -> decoding that reading implies (part of the prediction cache key): compat and edgefirst
+    # re-decode, so they re-run inference once and are cached from then on
+    "coco": {},
+    "compat": {"multi_label": True, "clip_boxes": False},
+    "edgefirst": {},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,12 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate float and INT8 object detectors on a COCO-format dataset and report what "
                     "quantization cost (mAP@0.5, mAP@0.5:0.95, Mean Recall, per-class AP, mask mAP).",
     )
-    m = p.add_argument_group("models (at least one)")
+    p.add_argument("--version", action="version", version=f"validate (qharness) {__version__}")
+    m = p.add_argument_group("models (at least one model or predictions file)")
     m.add_argument("--float", dest="float_model", type=Path, help="float reference model (.onnx or .tflite)")
     m.add_argument("--int8", dest="int8_models", type=Path, action="append", default=[],
                    help="quantized model (.tflite or .onnx); repeat for several variants")
     m.add_argument("--model", dest="models", type=Path, action="append", default=[],
-                   help="a model validated on its own (role from its tensors); repeatable")
+                   help="a model whose role is read from its tensors (quantized or float); repeatable")
+    m.add_argument("--predictions", action="append", default=[], metavar="NAME=preds.json",
+                   help="a COCO results file made elsewhere (e.g. on the target's NPU), scored as a row "
+                        "named NAME; repeatable")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, required=True, help="COCO dataset folder or annotation JSON")
     d.add_argument("--images", type=Path, help="image folder (default: found next to the annotations)")
@@ -38,65 +56,104 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
     o.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox")
     o.add_argument("--boxes", choices=["pixels", "normalized"], help="box units of the outputs (default: detect)")
-    o.add_argument("--names", help="class names file, model class order (one per line or JSON list)")
+    o.add_argument("--input-range", choices=["0,1", "-1,1", "0,255"],
+                   help="value range the model expects for pixels 0..255 (default: from the input's "
+                        "quantization, then the model's metadata, else 0,1)")
+    o.add_argument("--names", help="class names in model class order: label map (N name), one per line, "
+                                   "JSON list or {index: name}, Ultralytics data YAML, or .pbtxt label map")
     e = p.add_argument_group("metrics and output")
-    e.add_argument("--metric", choices=["coco", "compat"], default="coco",
-                   help="coco: pycocotools-exact (default); compat: Ultralytics-val-style numbers "
-                        "(also decodes with multi-label NMS, as Ultralytics val does)")
+    e.add_argument("--metric", choices=["coco", "compat", "edgefirst"], default="coco",
+                   help="coco: pycocotools-exact (default); compat: Ultralytics-val-style numbers (decodes with "
+                        "multi-label NMS and unclipped boxes, as Ultralytics val does); edgefirst: EdgeFirst "
+                        "validator-style numbers")
     e.add_argument("--backend", choices=["faster-coco-eval", "pycocotools"], default="faster-coco-eval")
-    e.add_argument("--out", type=Path, help="output folder (default: reports/<timestamp>)")
+    e.add_argument("--out", type=Path, help="output folder (default: a new reports/<timestamp>)")
     e.add_argument("--no-cache", action="store_true", help="ignore cached predictions and run inference")
     e.add_argument("--cache-dir", type=Path, help="prediction cache (default: ~/.cache/qharness)")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
     r = p.add_argument_group("execution")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads running ahead (default 2)")
     r.add_argument("--threads", type=int, help="inference threads per model (default: runtime's choice)")
+    r.add_argument("--delegate", metavar="LIB.so[:key=value,...]",
+                   help="TFLite external delegate (e.g. the target's NPU) for every TFLite model")
     return p
 
 
-def _fresh_dir(base: Path) -> Path:
-    """The default output folder never reuses an earlier run's folder."""
-    out, i = base, 2
-    while out.exists():
-        out, i = base.with_name(f"{base.name}-{i}"), i + 1
-    return out
+def _crash_file() -> Path:
+    fd, name = tempfile.mkstemp(prefix=f"qharness-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+    os.close(fd)
+    return Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from validator.run import ModelSpec, Settings, validate
-
-    specs = []
-    if args.float_model:
-        specs.append(ModelSpec(args.float_model, "float"))
-    specs += [ModelSpec(p, "int8") for p in args.int8_models]
-    specs += [ModelSpec(p, "auto") for p in args.models]  # role read from its tensors once opened
-    if not specs:
-        parser.error("give at least one model: --float, --int8 or --model")
+    if not (args.float_model or args.int8_models or args.models or args.predictions):
+        parser.error("give at least one model or results file: --float, --int8, --model or --predictions")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     if not 0 <= args.conf < 1 or not 0 < args.iou <= 1 or args.max_det < 1:
         parser.error("need 0 <= --conf < 1, 0 < --iou <= 1, --max-det >= 1")
-    settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, agnostic=args.agnostic,
-                        resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
-                        backend=args.backend, limit=args.limit, names=args.names,
-                        multi_label=args.metric == "compat", clip_boxes=args.metric != "compat")
-    out = args.out or _fresh_dir(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    reserved = None
     try:
-        outcome = validate(specs, args.data, args.images, out, settings, workers=args.workers,
+        from validator.report.outputs import reserve_default
+        from validator.run import ModelSpec, PredictionsSpec, Settings, validate
+
+        specs = []
+        if args.float_model:
+            specs.append(ModelSpec(args.float_model, "float"))
+        specs += [ModelSpec(p, "int8") for p in args.int8_models]
+        specs += [ModelSpec(p, "auto") for p in args.models]
+        preds = [PredictionsSpec.parse(t) for t in args.predictions]
+        settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, agnostic=args.agnostic,
+                            resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
+                            backend=args.backend, limit=args.limit, names=args.names,
+                            input_range=args.input_range, delegate=args.delegate,
+                            **METRIC_DECODING[args.metric])
+        out = args.out
+        if out is None:
+            out = reserved = reserve_default(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+        outcome = validate(specs, args.data, args.images, out, settings, predictions=preds, workers=args.workers,
                            threads=args.threads, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-                           skip_missing=args.skip_missing)
+                           skip_missing=args.skip_missing, quiet=args.quiet)
     except InputError as e:
+        _release(reserved)
         print(f"validate: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _release(reserved)
         print("validate: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # an internal error: one line and the traceback saved, never exit 1  # noqa: BLE001
+        _release(reserved)
+        try:
+            crash = _crash_file()
+            crash.write_text(f"validate {__version__}\nargv: {sys.argv if argv is None else argv}\n\n"
+                             + traceback.format_exc())
+            where = f"traceback saved to {crash}"
+        except OSError:
+            where = "traceback could not be saved"
+        msg = " ".join(str(e).split())[:200]
+        print(f"validate: internal error: {type(e).__name__}: {msg} ({where}; please report it)", file=sys.stderr)
+        return 3
     sys.stdout.write(outcome.table_md)
     ds = outcome.summary["dataset"]
     extra = f", {ds['missing_images']} missing images skipped" if ds["missing_images"] else ""
-    print(f"\n{ds['images']} images{extra}. Outputs in {outcome.out_dir}/")
+    print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {outcome.out_dir}/")
     return 0
+
+
+def _release(reserved: Path | None) -> None:
+    """Remove a default output folder reserved for a run that then failed (it holds only the marker)."""
+    if reserved is None:
+        return
+    try:
+        for p in reserved.iterdir():
+            if p.name == ".qharness":
+                p.unlink()
+        reserved.rmdir()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

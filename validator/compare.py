@@ -1,4 +1,9 @@
-"""Float vs INT8: every metric as INT8 - float in points, per-class deltas worst first, changed images.
+"""Model vs reference (INT8 vs float): every metric as model - reference in points, per-class deltas worst
+first, changed images.
+
+Mean Recall's delta is paired: the model's recall at the reference's F1-optimal confidence minus the
+reference's recall there. Each model's own optimum is reported too, but its difference is not the
+delta: on a flat F1 curve the optimum wanders, and recall with it, by several points for one model alone.
 
 "Changed images" is a diff heuristic, not a metric: an image counts as materially changed when the
 two models' confident detections (score >= CHANGE_SCORE) do not pair up one-to-one by class at box
@@ -24,14 +29,24 @@ def _pts(a, b) -> float | None:
     return round((b - a) * 100.0, 4)
 
 
-def metric_deltas(float_metrics: dict, int8_metrics: dict) -> dict:
-    """{iou_type: {metric: points}} plus per-class {iou_type: [{category_id, name, dAP50, dAP50_95}]}."""
+def metric_deltas(float_metrics: dict, int8_metrics: dict, paired: dict | None = None) -> dict:
+    """{iou_type: {metric: points}} plus per-class {iou_type: [{category_id, name, dAP50, dAP50_95}]}.
+
+    Only iou types both sides have are compared (a det model beside a seg model: boxes only). ``paired``
+    ({iou_type: {"mean_recall": ...}} at the reference's confidence) makes the Mean Recall delta paired;
+    ``mean_recall_own_conf`` keeps the difference of the two models' own optima.
+    """
     out: dict = {}
     for iou_type, fm in float_metrics.items():
         im = int8_metrics.get(iou_type)
         if im is None:
             continue
         out[iou_type] = {k: _pts(fm.get(k), im.get(k)) for k in DELTA_KEYS}
+        pr = (paired or {}).get(iou_type)
+        if pr is not None:
+            out[iou_type]["mean_recall_own_conf"] = out[iou_type]["mean_recall"]
+            out[iou_type]["mean_recall"] = _pts(fm.get("mean_recall"), pr.get("mean_recall"))
+            out[iou_type]["mean_recall_paired_conf"] = pr.get("conf")
         rows = []
         for cid, fc in fm["per_class"].items():
             ic = im["per_class"].get(cid, {})

@@ -38,6 +38,7 @@ class Dataset:
     images: tuple[ImageRecord, ...]
     categories: tuple[dict, ...]
     missing: tuple[str, ...] = field(default=())
+    all_images: tuple[dict, ...] = field(default=(), repr=False)  # every image of the JSON (--limit aside)
 
     @property
     def category_ids(self) -> list[int]:
@@ -156,12 +157,18 @@ def load_dataset(data: Path, images: Path | None = None, *, limit: int | None = 
         raise InputError(f"{img_dir}: {len(missing)} of {len(recs)} images missing (first: {missing[0]}); "
                          "use --skip-missing to evaluate without them")
     keep = {r.id for r in records}
+    if not records:
+        raise InputError(f"{ann}: no images to evaluate")
+    if not any(a["image_id"] in keep for a in doc["annotations"]):
+        scope = "" if len(keep) == len(doc["images"]) else f" on the {len(keep)} images evaluated"
+        raise InputError(f"{ann}: no annotations{scope}: nothing to evaluate the detections against")
     gt = dict(doc)
     gt["images"] = [im for im in doc["images"] if im["id"] in keep]
     gt["annotations"] = [a for a in doc["annotations"] if a["image_id"] in keep]
     gt.setdefault("info", {})
     gt.setdefault("licenses", [])
-    return Dataset(ann, img_dir, gt, tuple(records), tuple(doc["categories"]), tuple(missing))
+    return Dataset(ann, img_dir, gt, tuple(records), tuple(doc["categories"]), tuple(missing),
+                   tuple(doc["images"]))
 
 
 def dataset_hashes(ds: Dataset, workers: int = 4) -> dict:

@@ -23,14 +23,14 @@ import contextlib
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from validator.metrics.recall import ImageMatches, collect, f1_operating_point
+from validator.metrics.recall import ClassMatches, ImageMatches, collect, f1_operating_point
 
 
 class Backend(str, Enum):
@@ -44,10 +44,11 @@ class IouType(str, Enum):
 
 
 class Metric(str, Enum):
-    """Which reading of the detections: COCO's (default) or the Ultralytics-compatible one."""
+    """Which reading of the detections: COCO's (default), Ultralytics' ``val`` (compat) or EdgeFirst's."""
 
     COCO = "coco"
     COMPAT = "compat"
+    EDGEFIRST = "edgefirst"
 
 
 # COCOeval.stats order.
@@ -75,6 +76,7 @@ class CocoResult:
     iou_type: IouType
     backend: Backend
     metric: Metric = Metric.COCO
+    classes: dict[int, ClassMatches] | None = field(default=None, repr=False, compare=False)  # IoU-0.5 matches
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -98,12 +100,25 @@ def _coco_class(backend: Backend) -> type:
 
 
 def _copy_dataset(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy deep enough that the backends' in-place edits (ignore flags, RLE caches) stay off the caller's."""
+    """Copy deep enough that the backends' in-place edits (ignore flags, RLE caches) stay off the caller's,
+    with annotation ids made safe for COCOeval.
+
+    Both backends record a detection's match as the matched annotation's *id*, with 0 meaning "no match"
+    (pycocotools' ``dtm > 0``, faster-coco-eval's accumulate likewise): a ground truth with id 0 (CVAT,
+    Roboflow and other exporters start at 0) is matched but then counted as a false positive, and
+    duplicate ids collapse in the index. Ids are internal to evaluation (results refer to images and
+    categories, never to annotation ids), so when any id is < 1 or repeated they are renumbered 1..N in
+    file order here; the caller's data keeps its own ids.
+    """
+    src = data.get("annotations", [])
+    renumber = not _ids_safe(src)
     anns = []
-    for a in data.get("annotations", []):
+    for k, a in enumerate(src):
         a = dict(a)
         if isinstance(a.get("segmentation"), dict):
             a["segmentation"] = dict(a["segmentation"])
+        if renumber:
+            a["id"] = k + 1
         anns.append(a)
     return {**data, "annotations": anns}
 
@@ -124,7 +139,7 @@ def load_gt(gt: Mapping[str, Any] | str | Path | Any, backend: Backend | str = B
     disk, copied so evaluation leaves it untouched) or another COCO object (rebuilt from its ``dataset``)."""
     backend = Backend(backend)
     if isinstance(gt, (str, Path)):
-        data = json.loads(Path(gt).read_text())
+        data = _copy_dataset(json.loads(Path(gt).read_text()))
     elif isinstance(gt, Mapping):
         data = _copy_dataset(gt)
     else:
@@ -135,7 +150,14 @@ def load_gt(gt: Mapping[str, Any] | str | Path | Any, backend: Backend | str = B
 def as_gt(gt: Any, backend: Backend | str) -> Any:
     """``gt`` itself if it already is this backend's COCO object, else ``load_gt(gt, backend)``."""
     backend = Backend(backend)
-    return gt if isinstance(gt, _coco_class(backend)) else load_gt(gt, backend)
+    if isinstance(gt, _coco_class(backend)) and _ids_safe(gt.dataset.get("annotations", [])):
+        return gt
+    return load_gt(gt, backend)
+
+
+def _ids_safe(anns) -> bool:
+    ids = [a.get("id") for a in anns]
+    return all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in ids) and len(set(ids)) == len(ids)
 
 
 def prepare_detections(
@@ -393,4 +415,5 @@ def evaluate(
         f1_conf=None if op is None else op.conf,
         iou_type=iou_type,
         backend=backend,
+        classes=classes,
     )

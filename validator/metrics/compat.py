@@ -254,4 +254,5 @@ def evaluate_compat(
         iou_type=iou_type,
         backend=Backend.PYCOCOTOOLS,
         metric=Metric.COMPAT,
+        classes=classes,
     )

@@ -1,0 +1,152 @@
+"""The inference loop: every image decoded once, each model run on it, detections mapped back and written.
+
+Every image is decoded once and letterboxed once per distinct model input geometry; all models see the
+same canvases, and models with the same input tensor and transform share one input. Decoding runs ahead
+in a small thread pool (PIL and numpy release the GIL) while the models run. Detections are mapped to the
+annotation's frame: the decoded image normally, but when the JSON's width/height disagree with the
+decoded picture the boxes and masks are rescaled to the JSON's frame (where the ground truth lives) and
+the image is counted in ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from validator.data.coco import Dataset
+from validator.data.preprocess import InputMaker, ResizeMode, letterbox, load_image
+from validator.decode import decode
+from validator.decode.contract import BoxUnits, resolve_box_units
+from validator.decode.geometry import boxes_to_original
+from validator.decode.masks import masks_to_rles
+from validator.errors import InputError
+from validator.progress import Progress
+from validator.sources import Source
+
+
+def _prepared(ds: Dataset, geometries: list[tuple[int, int]], mode: ResizeMode, workers: int) -> Iterator:
+    """Yield (record, decoded_hw, {input_hw: (canvas, letterbox)}, seconds) in dataset order.
+
+    With workers > 1 decoding runs ahead in a thread pool; at most 2 * workers images are held.
+    """
+
+    def prep(rec):
+        t0 = time.perf_counter()
+        img = load_image(rec.path, (rec.height, rec.width))
+        canv = {hw: letterbox(img, hw, mode) for hw in geometries}
+        return rec, img.shape[:2], canv, time.perf_counter() - t0
+
+    if workers <= 1:
+        for rec in ds.images:
+            yield prep(rec)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        pending = []
+        it = iter(ds.images)
+        for rec in it:
+            pending.append(ex.submit(prep, rec))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(ex.submit(prep, nxt))
+            yield fut.result()
+
+
+def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes, rles) -> list[dict]:
+    """COCO results dicts of one image (bbox rounded to 0.01 px, score to 1e-5): what is written and scored.
+
+    Detections of model classes without a dataset category are dropped and counted on the source.
+    """
+    out = []
+    cats = src.class_map.category_of
+    for k in range(len(scores)):
+        cid = cats.get(int(classes[k]))
+        if cid is None:
+            if src.class_map.by_name or 0 <= int(classes[k]) < src.contract.num_classes:
+                src.dropped_detections += 1
+                continue
+            raise InputError(f"{src.path}: model predicted class index {int(classes[k])} but only "
+                             f"{len(cats)} classes map to dataset categories; give the model's class names "
+                             "with --names")
+        x0, y0, x1, y1 = (float(v) for v in boxes[k])
+        d = {"image_id": image_id, "category_id": int(cid),
+             "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+             "score": round(float(scores[k]), 5)}
+        if rles is not None:
+            d["segmentation"] = rles[k]
+        out.append(d)
+    return out
+
+
+def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, quiet: bool = False) -> dict:
+    """Run every model source without cached predictions over every image; returns frame statistics."""
+    todo = [s for s in sources if s.kind == "model" and not s.cached]
+    frames = {"size_mismatch": 0, "examples": []}
+    if not todo:
+        return frames
+    mode = ResizeMode(settings.resize)
+    geometries = sorted({s.runner.input.hw for s in todo})
+    makers: dict = {}
+    for s in todo:
+        key = (s.runner.input, s.transform)
+        if key not in makers:
+            makers[key] = InputMaker(s.runner.input, s.transform)
+        s.timing = {"preprocess_s": 0.0, "inference_s": 0.0, "postprocess_s": 0.0, "images": 0}
+        s.predictions = []
+    wall0 = time.perf_counter()
+    with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress:
+        for rec, decoded_hw, canvases, decode_s in _prepared(ds, geometries, mode, workers):
+            frame_hw = (rec.height, rec.width)
+            mismatch = tuple(decoded_hw) != frame_hw
+            if mismatch:
+                frames["size_mismatch"] += 1
+                if len(frames["examples"]) < 10:
+                    frames["examples"].append({"file_name": rec.file_name, "json_hw": list(frame_hw),
+                                               "decoded_hw": [int(v) for v in decoded_hw]})
+            inputs: dict = {}
+            for s in todo:
+                spec = s.runner.input
+                t0 = time.perf_counter()
+                canvas, lb = canvases[spec.hw]
+                if mismatch:
+                    lb = lb.rescaled(decoded_hw, frame_hw)
+                key = (spec, s.transform)
+                if key not in inputs:
+                    inputs[key] = makers[key](canvas)
+                t1 = time.perf_counter()
+                outs = s.runner.run(inputs[key])
+                t2 = time.perf_counter()
+                for name, arr in outs.items():
+                    if not np.isfinite(arr).all():
+                        s.nonfinite[name] = s.nonfinite.get(name, 0) + 1
+                        outs[name] = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+                if s.box_units in (None, BoxUnits.AUTO.value):  # END2END may need an image with detections
+                    s.box_units = BoxUnits(resolve_box_units(s.contract, outs, spec.hw)).value
+                det = decode(s.contract, outs, spec.hw, conf=settings.conf, iou=settings.iou,
+                             max_det=settings.max_det, agnostic=settings.agnostic, box_units=s.box_units,
+                             multi_label=settings.multi_label)
+                boxes = boxes_to_original(det.boxes, lb, frame_hw, clip=settings.clip_boxes)
+                rles = None
+                if s.has_masks and det.coefs is not None and det.protos is not None:
+                    rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, frame_hw)
+                s.predictions.extend(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles))
+                t3 = time.perf_counter()
+                s.timing["preprocess_s"] += decode_s + (t1 - t0)
+                s.timing["inference_s"] += t2 - t1
+                s.timing["postprocess_s"] += t3 - t2
+                s.timing["images"] += 1
+            progress.update()
+    wall = time.perf_counter() - wall0
+    for s in todo:
+        s.timing["loop_wall_s"] = wall
+        bad = {k: v for k, v in s.nonfinite.items() if v}
+        if bad:
+            parts = ", ".join(f"'{k}' in {v} of {len(ds.images)} images" for k, v in sorted(bad.items()))
+            raise InputError(f"{s.path}: NaN/Inf in model outputs: {parts}")
+    return frames
