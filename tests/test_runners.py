@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.tiny_models import onnx_model, quantize, tflite_model
+from validator.data.labels import parse_labels
 from validator.data.preprocess import letterbox, to_input
 from validator.errors import InputError
 from validator.runners import open_runner
-from validator.data.labels import parse_labels
 from validator.runners.tflite_file import read_tflite_file
 
 CONST = np.array([[[-3.0, 0.0, 1.5, 7.0], [2.0, -1.0, 10.0, 0.5]]], np.float32)  # [1, 2, 4]

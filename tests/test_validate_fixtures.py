@@ -74,7 +74,8 @@ def test_all_outputs_written_and_table_printed(run):
     assert table.splitlines()[0] in stdout
     title, header = table.splitlines()[0], table.splitlines()[2]
     assert "metric: COCO" in title and f"{summary['dataset']['images']} images" in title
-    assert [m["label"] for m in summary["models"]] == [f"ONNX float32 (shapes-{kind})", f"TFLite INT8 (shapes-{kind}.int8)"]
+    labels = [m["label"] for m in summary["models"]]
+    assert labels == [f"ONNX float32 (shapes-{kind})", f"TFLite INT8 (shapes-{kind}.int8)"]
     if kind == "det":
         assert header == "| Model | mAP@0.5 | mAP@0.5-0.95 | Mean Recall |"
     else:

@@ -73,15 +73,39 @@ def _quant(qp):
     return q
 
 
+def _metadata_of(model_path: Path) -> tuple[bytes, dict[str, bytes]]:
+    """The TFLITE_METADATA (M001) buffer and the appended associated files of a model (written elsewhere)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    data = Path(model_path).read_bytes()
+    m = s.Model.GetRootAs(data, 0)
+    blob = None
+    for i in range(m.MetadataLength()):
+        if m.Metadata(i).Name() == b"TFLITE_METADATA":
+            blob = m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy().tobytes()
+    if blob is None:
+        raise ValueError(f"{model_path}: no TFLITE_METADATA")
+    files = {}
+    if zipfile.is_zipfile(model_path):
+        with zipfile.ZipFile(model_path) as z:
+            files = {n: z.read(n) for n in z.namelist()}
+    return blob, files
+
+
 def tflite_model(path: Path, input_shape, input_dtype: str = "float32", input_quant=None,
                  outputs: dict | None = None, gain: float = 0.0, zip_metadata: dict | None = None,
-                 input_name: str = "images", input_signature=None) -> Path:
+                 input_name: str = "images", input_signature=None, metadata_from: Path | None = None,
+                 fp16_gain: bool = False) -> Path:
     """Write a TFLite model: [DEQUANTIZE] -> MEAN (all axes) -> MUL gain -> ADD constant -> [QUANTIZE].
 
     ``outputs`` maps name -> (float constant, dtype, (scale, zero_point) or None); an int8/uint8 output is
     the QUANTIZE of the float result with the given parameters, so a test knows its raw integer values.
     ``zip_metadata`` is appended as a zip holding ``metadata.json``, as Ultralytics' LiteRT export does.
     ``input_signature`` (e.g. ``[1, -1, -1, 3]``) marks input dimensions as dynamic.
+    ``metadata_from`` copies the TFLite metadata (the ``TFLITE_METADATA`` M001 buffer and the associated
+    files appended as a zip) of another model byte for byte: metadata written by tflite-support on a
+    model whose outputs react to the input. ``fp16_gain`` stores the gain as a float16 constant behind a
+    DEQUANTIZE op, as float16-quantized TFLite models store their weights.
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
@@ -89,6 +113,7 @@ def tflite_model(path: Path, input_shape, input_dtype: str = "float32", input_qu
     outputs = outputs or {"output0": (np.zeros((1, 6, 84), np.float32), "float32", None)}
     tt = {"float32": s.TensorType.FLOAT32, "int8": s.TensorType.INT8, "uint8": s.TensorType.UINT8,
           "int32": s.TensorType.INT32}
+    tt["float16"] = s.TensorType.FLOAT16
     ops = {"DEQUANTIZE": s.BuiltinOperator.DEQUANTIZE, "MEAN": s.BuiltinOperator.MEAN,
            "MUL": s.BuiltinOperator.MUL, "ADD": s.BuiltinOperator.ADD, "QUANTIZE": s.BuiltinOperator.QUANTIZE}
 
@@ -135,7 +160,12 @@ def tflite_model(path: Path, input_shape, input_dtype: str = "float32", input_qu
     reducer = s.ReducerOptionsT()
     reducer.keepDims = False
     op("MEAN", [xf, axes], [mean], s.BuiltinOptions.ReducerOptions, reducer)
-    g = tensor("gain", [], "float32", data=np.array(gain, np.float32))
+    if fp16_gain:
+        g16 = tensor("gain_fp16", [], "float16", data=np.array(gain, np.float16))
+        g = tensor("gain", [], "float32")
+        op("DEQUANTIZE", [g16], [g], s.BuiltinOptions.DequantizeOptions, s.DequantizeOptionsT())
+    else:
+        g = tensor("gain", [], "float32", data=np.array(gain, np.float32))
     mg = tensor("x_gain", [], "float32")
     op("MUL", [mean, g], [mg], s.BuiltinOptions.MulOptions, s.MulOptionsT())
     out_ids = []
@@ -157,12 +187,24 @@ def tflite_model(path: Path, input_shape, input_dtype: str = "float32", input_qu
     model = s.ModelT()
     model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, opcodes, [sg], buffers
     model.description = "tiny"
+    files = {}
+    if metadata_from is not None:
+        blob, files = _metadata_of(metadata_from)
+        b = s.BufferT()
+        b.data = np.frombuffer(blob, np.uint8)
+        buffers.append(b)
+        md = s.MetadataT()
+        md.name, md.buffer = "TFLITE_METADATA", len(buffers) - 1
+        model.metadata = [md]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(path).write_bytes(bytes(builder.Output()))
-    if zip_metadata is not None:
+    if zip_metadata is not None or files:
         with zipfile.ZipFile(path, "a") as z:  # "a" on a non-zip file appends an archive to it
-            z.writestr("metadata.json", json.dumps(zip_metadata))
+            if zip_metadata is not None:
+                z.writestr("metadata.json", json.dumps(zip_metadata))
+            for name, data in files.items():
+                z.writestr(name, data)
     return Path(path)
 
 

@@ -85,9 +85,22 @@ def _crash_file() -> Path:
     return Path(name)
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--input-range -1,1``: argparse takes ``-1,1`` for an option; join it as ``--input-range=-1,1``."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--input-range" and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"--input-range={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not (args.float_model or args.int8_models or args.models or args.predictions):
         parser.error("give at least one model or results file: --float, --int8, --model or --predictions")
     if args.limit is not None and args.limit < 1:

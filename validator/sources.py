@@ -206,7 +206,7 @@ def load_predictions(spec: PredictionsSpec, ds: Dataset, name: str) -> Source:
             dropped_cat += 1
             unknown_cats.add(cid)
             continue
-        r = {"image_id": iid, "category_id": cid, "score": float(score)}
+        r = {"image_id": iid, "category_id": cid}
         seg = d.get("segmentation")
         if seg is not None:
             im = all_images[iid]
@@ -230,14 +230,16 @@ def load_predictions(spec: PredictionsSpec, ds: Dataset, name: str) -> Source:
             r["segmentation"] = {"size": [h, w], "counts": counts.decode("ascii") if isinstance(counts, bytes)
                                  else counts}
             if "bbox" not in d:
-                r["bbox"] = [round(float(v), 2) for v in mask_utils.toBbox(rle)]
+                r["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]  # as pycocotools loadRes derives it
             with_masks = True
         if "bbox" in d:
             b = d["bbox"]
             if not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)):
                 raise _bad(p, f"entry {i} has a malformed bbox")
             r["bbox"] = [float(v) for v in b]
-        out.append(r)
+        # the key order of our own results dicts, so equal detections are written byte for byte alike
+        out.append({"image_id": iid, "category_id": cid, "bbox": r["bbox"], "score": float(score),
+                    **({"segmentation": r["segmentation"]} if "segmentation" in r else {})})
     if doc and not out and dropped_cat:
         raise InputError(f"{p}: none of the detections' category ids ({sorted(unknown_cats)[:5]}) is a category "
                          f"of {ds.annotations_path}")

@@ -46,10 +46,16 @@ class DelegateSpec:
 
     @classmethod
     def parse(cls, text: str) -> DelegateSpec:
-        lib, opts = text, ""
-        head, sep, tail = text.rpartition(":")
-        if sep and head and "=" in tail and "/" not in tail:
-            lib, opts = head, tail
+        """``LIB[:key=value,...]``: the library ends at its ``.so``/``.dylib``/``.dll`` name (values may hold
+        ``/`` and ``:``); a library without such a suffix ends at the first ``:`` followed by ``key=``."""
+        import re
+
+        m = re.match(r"^(.*?\.(?:so(?:\.\d+)*|dylib|dll))(?::(.*))?$", text)
+        if m:
+            lib, opts = m.group(1), m.group(2) or ""
+        else:
+            m = re.match(r"^(.*?):([^:=,]+=.*)$", text)
+            lib, opts = (m.group(1), m.group(2)) if m else (text, "")
         pairs = []
         for item in filter(None, (o.strip() for o in opts.split(","))):
             k, eq, v = item.partition("=")
