@@ -9,8 +9,6 @@ image of both.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -221,8 +219,8 @@ def test_batches_reuse_the_buffer(monkeypatch):
     assert masks_to_rles(protos, coefs, boxes, lb, ORIG) == one_batch
 
 
-def test_100_masks_on_640x480_are_fast():
-    """A loose bound that only catches a gross regression (measured ~25 ms on a busy 2-core machine)."""
+def test_100_masks_on_640x480():
+    """One RLE per detection at full size (speed: ``benchmarks/run.py --only masks``)."""
     rng = np.random.default_rng(0)
     lb = Letterbox.fit((480, 640), (640, 640))
     protos = rng.normal(size=(32, 160, 160)).astype(np.float32)
@@ -230,7 +228,6 @@ def test_100_masks_on_640x480_are_fast():
     xy = rng.uniform(0, 640, (100, 2))
     wh = rng.uniform(10, 200, (100, 2))
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1).astype(np.float32)
-    t = time.perf_counter()
     rles = masks_to_rles(protos, coefs, boxes, lb, (480, 640))
-    assert time.perf_counter() - t < 2.0
     assert len(rles) == 100
+    assert all(r["size"] == [480, 640] for r in rles)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -124,9 +122,9 @@ def test_bad_arguments():
         nms(np.zeros((1, 4)), np.zeros(1), 1.5)
 
 
-def test_8400_candidates_are_fast():
-    """Grid-anchored candidates like a 640x640 YOLO head: a loose bound that only catches a quadratic
-    regression (measured ~2-3 ms on a busy 2-core machine)."""
+def test_8400_candidates_keep_max_det():
+    """Grid-anchored candidates like a 640x640 YOLO head (speed, and equality with the textbook loop on
+    these candidates: ``benchmarks/run.py --only nms``)."""
     rng = np.random.default_rng(0)
     pts = []
     for s in (8, 16, 32):
@@ -139,8 +137,5 @@ def test_8400_candidates_are_fast():
     scores = rng.random(len(p)).astype(np.float32)
     classes = rng.integers(0, 80, len(p))
     assert len(boxes) == 8400
-    nms(boxes, scores, 0.7, classes)
-    t = time.perf_counter()
     keep = nms(boxes, scores, 0.7, classes)
-    assert time.perf_counter() - t < 0.5
     assert len(keep) == 300

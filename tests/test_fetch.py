@@ -26,7 +26,11 @@ ANN = {"images": [{"id": 1, "file_name": "000000000001.jpg", "width": 4, "height
 
 
 class Server(ThreadingHTTPServer):
-    """Serves ``files`` (path -> bytes); logs (path, Range header, bytes sent) of every request."""
+    """Serves ``files`` (path -> bytes); logs (path, Range header, bytes sent) of every request.
+
+    The entry is logged before any byte of the response is sent: the client returns as soon as it has the
+    whole response, so a test that reads ``log`` right after ``fetch`` must find the entry already there.
+    """
 
     daemon_threads = True
 
@@ -48,23 +52,25 @@ class Handler(BaseHTTPRequestHandler):
         body = self.server.files.get(self.path)
         rng = self.headers.get("Range")
         if body is None:
-            self.server.log.append((self.path, rng, 0))
-            self.send_error(404, "Not Found")
+            self._error(rng, 404, "Not Found")
             return
         m = re.fullmatch(r"bytes=(\d+)-", rng or "")
         start = int(m.group(1)) if m and self.server.honour_range else 0
         if start >= len(body) and start:
-            self.server.log.append((self.path, rng, 0))
-            self.send_error(416, "Range Not Satisfiable")
+            self._error(rng, 416, "Range Not Satisfiable")
             return
         chunk = body[start:]
+        self.server.log.append((self.path, rng, len(chunk)))  # before sending: see Server
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Length", str(len(chunk)))
         self.end_headers()
         self.wfile.write(chunk)
-        self.server.log.append((self.path, rng, len(chunk)))
+
+    def _error(self, rng: str | None, code: int, message: str) -> None:
+        self.server.log.append((self.path, rng, 0))  # before sending: see Server
+        self.send_error(code, message)
 
     def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
         pass
