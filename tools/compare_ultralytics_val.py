@@ -1,9 +1,14 @@
 """Compare Ultralytics' own ``val`` with ``validate --metric compat`` and ``--metric coco`` on one split.
 
-Dev-only (needs Ultralytics + torch, AGPL: never a qharness dependency). Run with the fixtures venv:
+Dev-only (needs Ultralytics + torch, AGPL: never a qharness dependency, never imported by it). Run with
+the fixtures venv's python; ``validate`` may come from any other venv (e.g. one per commit to compare):
 
     /work/venvs/fx/bin/python tools/compare_ultralytics_val.py --data DIR --det det.onnx --seg seg.onnx \\
-        [--json out.json] [--work DIR]
+        [--validate PATH/bin/validate] [--yolo-config DIR] [--json out.json] [--work DIR]
+
+Defaults: ``--validate`` from ``$QHARNESS_VALIDATE``, else ``validate`` beside this python, else on ``PATH``;
+``--yolo-config`` (Ultralytics' settings dir) from ``$YOLO_CONFIG_DIR``, else ``datasets/fixture-work/yolo-config``
+(git-ignored). Matplotlib's DejaVuSans is copied in as Ultralytics' fonts, so nothing is fetched.
 
 Why: ``--metric compat`` promises numbers that line up with what Ultralytics ``val`` prints; this script
 measures how well they do on real models. For each model it
@@ -13,7 +18,8 @@ measures how well they do on real models. For each model it
    the names in category order);
 2. runs ``YOLO(onnx, task=...).val(...)`` offline at the model's input size, batch 1, conf 0.001, IoU 0.7;
 3. runs ``validate --model ONNX --data DIR --metric compat`` and ``--metric coco`` (no cache);
-4. prints a markdown table (values and differences in points, i.e. x 100) and writes it as JSON if asked.
+4. prints a markdown table (values and differences in points, i.e. x 100) and writes it as JSON if asked,
+   with the ``validate`` used and the qharness commit it runs (when its source is a git checkout).
 
 The remaining known differences are listed in ``validator/metrics/compat.py``'s docstring.
 """
@@ -30,8 +36,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO_CONFIG_DIR = ROOT / "datasets" / "fixture-work" / "yolo-config"  # holds the fonts, so nothing is fetched
-VALIDATE = Path("/work/venvs/dev/bin/validate")
+YOLO_CONFIG_DIR = ROOT / "datasets" / "fixture-work" / "yolo-config"  # default; holds the fonts, so nothing is fetched
 TASKS = {"det": "detect", "seg": "segment"}
 # (row label, Ultralytics metrics attribute, our iou type, our summary key)
 ROWS = [
@@ -46,9 +51,32 @@ ROWS = [
 ]
 
 
-def offline_env() -> None:
-    """Ultralytics must never reach for the network or write settings outside the work tree."""
-    os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(YOLO_CONFIG_DIR))
+def default_validate() -> Path | None:
+    """``$QHARNESS_VALIDATE``, else ``validate`` beside the running python (same venv), else on ``PATH``."""
+    if env := os.environ.get("QHARNESS_VALIDATE"):
+        return Path(env)
+    beside = Path(sys.executable).parent / "validate"
+    if beside.is_file():
+        return beside
+    found = shutil.which("validate")
+    return Path(found) if found else None
+
+
+def offline_env(config_dir: Path) -> None:
+    """Ultralytics must never reach for the network or write settings outside ``config_dir``.
+
+    Its fonts (``Arial.ttf``, ``Arial.Unicode.ttf``) are copies of matplotlib's DejaVuSans, as in
+    ``tests/fixtures/make_fixtures.py``; otherwise val tries a download. Must run before ``import ultralytics``.
+    """
+    import matplotlib
+
+    (config_dir / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        dst = config_dir / "Ultralytics" / name
+        if not dst.exists():
+            shutil.copy(font, dst)
+    os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(config_dir))
 
 
 # ------------------------------------------------------------------------------------ Ultralytics split
@@ -143,6 +171,34 @@ def ours(onnx_path: Path, data: Path, metric: str, out: Path, validate: Path) ->
     return summary["models"][0]["metrics"]
 
 
+def qharness_source(validate: Path) -> dict:
+    """Which qharness ``validate`` runs: its interpreter (from the script's shebang), package dir and git commit.
+
+    Best effort: fields it cannot tell are None (e.g. a wheel install has no commit).
+    """
+    info: dict = {"validate": str(validate), "package": None, "commit": None, "dirty": None}
+    try:
+        first = validate.read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return info
+    if not first.startswith("#!"):
+        return info
+    r = subprocess.run([*first[2:].split(), "-c", "import validator; print(validator.__file__)"],
+                       capture_output=True, text=True, cwd=tempfile.gettempdir())  # fmt: skip
+    if r.returncode != 0:
+        return info
+    pkg = Path(r.stdout.strip()).parent
+    info["package"] = str(pkg)
+    git = ["git", "-C", str(pkg)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        info["commit"] = head.stdout.strip()
+        st = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "."],
+                            capture_output=True, text=True)  # fmt: skip
+        info["dirty"] = bool(st.stdout.strip()) if st.returncode == 0 else None
+    return info
+
+
 # ---------------------------------------------------------------------------------------------- table
 def _pts(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
@@ -190,15 +246,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seg", type=Path, help="segmentation ONNX (Ultralytics export)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--work", type=Path, help="keep the Ultralytics split and all runs here (default: temp dir)")
-    p.add_argument("--validate", type=Path, default=VALIDATE, help=f"qharness CLI (default {VALIDATE})")
+    validate_help = "qharness CLI (default: $QHARNESS_VALIDATE, else validate beside this python, else on PATH)"
+    p.add_argument("--validate", type=Path, default=default_validate(), help=validate_help)
+    cfg_help = f"Ultralytics settings dir (default: $YOLO_CONFIG_DIR, else {YOLO_CONFIG_DIR.relative_to(ROOT)})"
+    p.add_argument("--yolo-config", type=Path, default=Path(os.environ.get("YOLO_CONFIG_DIR") or YOLO_CONFIG_DIR),
+                   help=cfg_help)  # fmt: skip
     args = p.parse_args(argv)
     models = [(TASKS[k], getattr(args, k).resolve()) for k in TASKS if getattr(args, k)]
     if not models:
         p.error("give --det and/or --seg")
+    for _, onnx_path in models:
+        if not onnx_path.is_file():
+            p.error(f"{onnx_path}: no such model")
     data = args.data.resolve()
     if not (data / "annotations.json").is_file():
         p.error(f"{data}: no annotations.json")
-    offline_env()
+    if args.validate is None:
+        p.error("no validate found: give --validate or set QHARNESS_VALIDATE")
+    validate = args.validate.absolute()  # not resolved: a venv's bin/ may hold symlinks
+    if not (validate.is_file() and os.access(validate, os.X_OK)):
+        p.error(f"{validate}: not an executable file")  # checked before minutes of Ultralytics val
+    source = qharness_source(validate)
+    offline_env(args.yolo_config.resolve())
     import torch
 
     torch.set_num_threads(1)  # shared 2-core machine: keep the comparison modest
@@ -213,17 +282,19 @@ def main(argv: list[str] | None = None) -> int:
             yaml = write_split(data, w / "yolo", task)
             imgsz = model_imgsz(onnx_path)
             ultra = ultralytics_val(onnx_path, task, yaml, imgsz, w)
-            compat = ours(onnx_path, data, "compat", w / "ours-compat", args.validate)
-            coco = ours(onnx_path, data, "coco", w / "ours-coco", args.validate)
+            compat = ours(onnx_path, data, "compat", w / "ours-compat", validate)
+            coco = ours(onnx_path, data, "coco", w / "ours-coco", validate)
             model_rows = rows_for(onnx_path.name, task, ultra, compat, coco)
             rows += model_rows
             per_model.append({"model": str(onnx_path), "task": task, "imgsz": imgsz, "rows": model_rows})
         table = markdown(rows)
-        print(f"\nUltralytics {ultralytics_version} val vs qharness on {data} (points; differences ours - val)\n")
+        commit = (source["commit"] or "?")[:7] + ("+dirty" if source["dirty"] else "")
+        print(f"\nUltralytics {ultralytics_version} val vs qharness {commit} ({validate}) on {data} "
+              "(points; differences ours - val)\n")  # fmt: skip
         print(table)
         if args.json:
-            doc = {"data": str(data), "ultralytics": ultralytics_version, "unit": "fractions; *_pts in points",
-                   "models": per_model}  # fmt: skip
+            doc = {"data": str(data), "ultralytics": ultralytics_version, "torch": torch.__version__,
+                   "qharness": source, "unit": "fractions; *_pts in points", "models": per_model}  # fmt: skip
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(doc, indent=2) + "\n")
     finally:
