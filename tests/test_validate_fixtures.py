@@ -128,6 +128,14 @@ def test_float_detector_clearly_above_chance_and_masks_scored(run):
     assert float_model["metrics"]["bbox"]["mAP50"] >= 0.5
     if kind == "seg":
         assert float_model["metrics"]["segm"]["mAP50"] >= 0.3
+    # the INT8 fixtures too: an accuracy floor, and no more than 10 points below the float model at IoU 0.5
+    # (measured on 200 held-out images: det 60.6 vs 62.1, seg 58.0 vs 63.6)
+    int8 = summary["models"][1]["metrics"]
+    assert int8["bbox"]["mAP50"] >= 0.45
+    assert int8["bbox"]["mAP50"] >= float_model["metrics"]["bbox"]["mAP50"] - 0.10
+    assert int8["bbox"]["mAP50_95"] >= 0.25
+    if kind == "seg":
+        assert int8["segm"]["mAP50"] >= 0.3
     d = summary["deltas"][0]
     assert d["metrics"]["bbox"]["mAP50"] == pytest.approx(
         100 * (summary["models"][1]["metrics"]["bbox"]["mAP50"] - float_model["metrics"]["bbox"]["mAP50"]), abs=1e-3)

@@ -143,9 +143,9 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
     except ContractError as e:
         raise InputError(str(e)) from None
     md = runner.metadata or {}
-    if md.get("names") and contract.num_classes and len(md["names"]) != contract.num_classes:
+    if not settings.names and md.get("names") and contract.num_classes and len(md["names"]) != contract.num_classes:
         raise InputError(f"{spec.path}: metadata names {len(md['names'])} classes but the outputs hold "
-                         f"{contract.num_classes}")
+                         f"{contract.num_classes}; give the right names with --names")
     labels = read_labels(settings.names) if settings.names else _model_labels(runner, spec.path)
     cmap = class_map(ds.categories, labels, contract.num_classes or None, explicit=bool(settings.names),
                      model=str(spec.path), dataset=str(ds.annotations_path))

@@ -14,7 +14,7 @@ form, ``{model class index: name}``, gaps allowed:
   written (1-based for COCO): the model's class index must follow the same numbering.
 
 Model classes are matched to dataset categories by name (exactly, else ignoring case, spaces, ``_`` and
-``-``). Model classes the dataset does not have are dropped (their detections too) and counted; dataset
+``-`` altogether, so VOC's ``pottedplant`` finds COCO's ``potted plant``). Model classes the dataset does not have are dropped (their detections too) and counted; dataset
 categories the model lacks are listed (their AP is 0 where they have ground truth). Only a map with no
 overlap at all is an error.
 """
@@ -45,6 +45,8 @@ class Labels:
 
 
 def _clean(name) -> str | None:
+    if name is None:  # JSON null / YAML ~ or an empty value: an unused index
+        return None
     s = str(name).strip()
     return None if s in GAP_NAMES else s
 
@@ -66,7 +68,7 @@ def _is_int(k) -> bool:
         return False
     if isinstance(k, int):
         return True
-    return isinstance(k, str) and k.strip().lstrip("-").isdigit()
+    return isinstance(k, str) and re.fullmatch(r"-?\d+", k.strip()) is not None
 
 
 def _pbtxt(text: str, source: str) -> dict[int, str]:
@@ -89,14 +91,15 @@ def parse_labels(text: str, source: str, suffix: str = "") -> Labels:
     s = text.strip()
     if not s:
         raise InputError(f"{source}: empty label file")
-    if s[0] in "[{" and not re.match(r"^item\s*\{", s):
+    yaml_hint = suffix.lower() in (".yaml", ".yml")
+    if s[0] in "[{" and not yaml_hint and not re.match(r"^item\s*\{", s):
         try:
             names = _from_obj(json.loads(s), source)
         except json.JSONDecodeError as e:
             raise InputError(f"{source}: invalid JSON label file ({e.msg} at line {e.lineno})") from None
     elif re.search(r"^\s*item\s*\{", s, flags=re.M):
         names = _pbtxt(s, source)
-    elif suffix.lower() in (".yaml", ".yml") or re.search(r"^names\s*:", s, flags=re.M):
+    elif yaml_hint or re.search(r"^names\s*:", s, flags=re.M):
         import yaml
 
         try:
@@ -143,7 +146,9 @@ def read_labels(path: str | Path) -> Labels:
 
 # ------------------------------------------------------------------------------------------ class map
 def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+    """Loose form of a name: case, spaces, ``_`` and ``-`` ignored (VOC's ``pottedplant`` is COCO's
+    ``potted plant``, ``traffic_light`` is ``traffic light``)."""
+    return re.sub(r"[\s_\-]+", "", name.strip().lower())
 
 
 @dataclass(frozen=True)
@@ -208,9 +213,10 @@ def class_map(categories, labels: Labels | None, num_classes: int | None, *, exp
                 return ClassMap({i: c["id"] for i, c in enumerate(cats)},
                                 f"dataset category order (the model's own names, {labels.source}, match none "
                                 f"of the dataset's)", notes=("model names ignored: no overlap",))
-            some = ", ".join(n for _, n in list(labels.names.items())[:5])
-            raise InputError(f"{labels.source}: none of the {len(labels.names)} class names ({some}, ...) is a "
-                             f"category of {dataset} ({', '.join(c['name'] for c in cats[:5])}, ...)")
+            some = ", ".join(n for _, n in list(labels.names.items())[:5]) + (", ..." if len(labels.names) > 5 else "")
+            cat_names = ", ".join(c["name"] for c in cats[:5]) + (", ..." if len(cats) > 5 else "")
+            raise InputError(f"{labels.source}: none of the {len(labels.names)} class names ({some}) is a "
+                             f"category of {dataset} ({cat_names})")
         hit = set(mapping.values())
         missing = tuple((c["id"], c["name"]) for c in cats if c["id"] not in hit)
         return ClassMap(mapping, labels.source, tuple(sorted(dropped)), missing, True, tuple(notes))
