@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(outcome.table_md)
     ds = outcome.summary["dataset"]
     extra = f", {ds['missing_images']} missing images skipped" if ds["missing_images"] else ""
-    print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {outcome.out_dir}/")
+    print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/")
     return 0
 
 

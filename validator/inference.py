@@ -84,12 +84,11 @@ def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes,
     return out
 
 
-def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, quiet: bool = False) -> dict:
-    """Run every model source without cached predictions over every image; returns frame statistics."""
+def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, quiet: bool = False) -> None:
+    """Run every model source without cached predictions over every image, filling its predictions."""
     todo = [s for s in sources if s.kind == "model" and not s.cached]
-    frames = {"size_mismatch": 0, "examples": []}
     if not todo:
-        return frames
+        return
     mode = ResizeMode(settings.resize)
     geometries = sorted({s.runner.input.hw for s in todo})
     makers: dict = {}
@@ -103,12 +102,7 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
     with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress:
         for rec, decoded_hw, canvases, decode_s in _prepared(ds, geometries, mode, workers):
             frame_hw = (rec.height, rec.width)
-            mismatch = tuple(decoded_hw) != frame_hw
-            if mismatch:
-                frames["size_mismatch"] += 1
-                if len(frames["examples"]) < 10:
-                    frames["examples"].append({"file_name": rec.file_name, "json_hw": list(frame_hw),
-                                               "decoded_hw": [int(v) for v in decoded_hw]})
+            mismatch = tuple(decoded_hw) != frame_hw  # counted for the summary by data.coco.size_mismatches
             inputs: dict = {}
             for s in todo:
                 spec = s.runner.input
@@ -149,4 +143,3 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
         if bad:
             parts = ", ".join(f"'{k}' in {v} of {len(ds.images)} images" for k, v in sorted(bad.items()))
             raise InputError(f"{s.path}: NaN/Inf in model outputs: {parts}")
-    return frames

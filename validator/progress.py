@@ -27,12 +27,12 @@ class Progress:
     """``with Progress(total, "validate", "images") as p: ... p.update()``; ``quiet`` silences it."""
 
     def __init__(self, total: int, desc: str, unit: str = "images", *, quiet: bool = False,
-                 stream=None, every_s: float = LINE_EVERY_S, tty: bool | None = None):
+                 stream=None, every_s: float | None = None, tty: bool | None = None):
         self.total, self.desc, self.unit = total, desc, unit
         self.short = {"images": "img"}.get(unit, unit)
         self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.every_s = every_s
+        self.every_s = LINE_EVERY_S if every_s is None else every_s
         if tty is None:
             tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not os.environ.get("CI")
         self.tty = tty

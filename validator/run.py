@@ -15,7 +15,7 @@ from pathlib import Path
 
 from validator import __version__
 from validator.cache import PredictionCache, cache_key, default_cache_dir
-from validator.data.coco import Dataset, dataset_hashes, load_dataset
+from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
 from validator.report.outputs import OutputDir, check_cache_dir
 from validator.runners import DelegateSpec
 from validator.sources import ModelSpec, PredictionsSpec, Source, open_sources, reference
@@ -171,6 +171,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     sources = open_sources(list(models), list(predictions), ds, settings, threads, delegate)
     try:
         hashes = dataset_hashes(ds, workers=max(2, workers))
+        frames = size_mismatches(ds, workers=max(2, workers))
         image_ids = [r.id for r in ds.images]
         cache = PredictionCache(cache_dir if use_cache else None)
         keys = {}
@@ -183,7 +184,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                 s.predictions, s.timing, s.box_units = hit["predictions"], hit["timing"], hit.get("box_units")
                 s.dropped_detections = hit.get("dropped_detections", 0)
                 s.cached = True
-        frames = run_models(sources, ds, settings, workers, quiet=quiet)
+        run_models(sources, ds, settings, workers, quiet=quiet)
         for s in sources:
             if s.kind == "model" and not s.cached:
                 cache.store(keys[s.name], {"predictions": s.predictions, "timing": s.timing,
@@ -218,7 +219,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                         "annotations_count": len(ds.gt["annotations"]),
                         "size_mismatches": frames,
                         "categories": [{"id": c["id"], "name": c["name"]} for c in ds.categories], **hashes},
-            "settings": {**asdict(settings), "metric_definitions": METRIC_DEFINITIONS},
+            "settings": {**asdict(settings), "metric_definitions": metric_definitions(settings.metric)},
             "versions": _versions(),
             "models": rows,
             "deltas": deltas,
@@ -240,17 +241,34 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     return Outcome(summary, timing, table_md, final)
 
 
-METRIC_DEFINITIONS = {
-    "mAP50_95": "COCO AP averaged over IoU 0.50:0.05:0.95, 101-point interpolation, maxDets 100, crowds ignored",
-    "mAP50": "COCO AP at IoU 0.50",
-    "AR100": "COCO average recall with at most 100 detections per image",
+_COMMON_DEFINITIONS = {
     "mean_recall": "mean over classes of recall at IoU 0.5, at the confidence that maximises the mean F1 "
-                   "(Ultralytics/EdgeFirst 'Mean Recall'), from COCO's own matches",
+                   "(Ultralytics/EdgeFirst 'Mean Recall'), from the metric's own matches",
     "delta_mean_recall": "paired: the model's mean recall at the reference (float) model's F1-optimal "
                          "confidence minus the reference's own mean recall there",
-    "compat": "--metric compat: Ultralytics 8.4 val-style reading, not COCO: crowds dropped, multi-label NMS, "
-              "confidence-ordered matching per IoU threshold, 101-point AP closed at the last recall reached, "
-              "no 100-detection cap, boxes not clipped to the image",
-    "edgefirst": "--metric edgefirst: EdgeFirst validator 6.0.9-style reading, not COCO (see "
-                 "validator/metrics/edgefirst.py)",
 }
+METRIC_DEFINITIONS = {
+    "coco": {
+        "mAP50_95": "COCO AP averaged over IoU 0.50:0.05:0.95, 101-point interpolation, maxDets 100, crowds ignored",
+        "mAP50": "COCO AP at IoU 0.50",
+        "AR100": "COCO average recall with at most 100 detections per image",
+    },
+    "compat": {
+        "mAP50_95": "Ultralytics 8.4 val-style AP (not COCO) averaged over IoU 0.50:0.05:0.95: crowds dropped (a "
+                    "detection on a crowd is a false positive), multi-label NMS, boxes not clipped, "
+                    "confidence-ordered matching per IoU threshold, 101-point AP closed at the last recall "
+                    "reached, no 100-detection cap",
+        "mAP50": "the same at IoU 0.50",
+        "AR100": "not defined by this reading (null)",
+    },
+    "edgefirst": {
+        "mAP50_95": "EdgeFirst validator 6.0.9-style AP (not COCO), see validator/metrics/edgefirst.py",
+        "mAP50": "the same at IoU 0.50",
+        "AR100": "not defined by this reading (null)",
+    },
+}
+
+
+def metric_definitions(metric: str) -> dict:
+    """What each reported number means under this run's ``--metric`` (stored in summary.json)."""
+    return {**METRIC_DEFINITIONS.get(metric, {}), **_COMMON_DEFINITIONS}

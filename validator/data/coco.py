@@ -181,3 +181,19 @@ def dataset_hashes(ds: Dataset, workers: int = 4) -> dict:
     ann = sha256_file(ds.annotations_path)
     return {"annotations_sha256": ann, "images_sha256": h.hexdigest(),
             "sha256": hashlib.sha256(f"{ann}{h.hexdigest()}".encode()).hexdigest()}
+
+
+def size_mismatches(ds: Dataset, workers: int = 4) -> dict:
+    """Images whose decoded size differs from the JSON's width/height (read from headers, not pixels).
+
+    Their detections are rescaled to the JSON's frame (where the ground truth lives); the count and a few
+    examples go to summary.json and the table notes, whether or not the predictions came from the cache.
+    """
+    from validator.data.preprocess import decoded_size
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+        sizes = list(ex.map(lambda r: decoded_size(r.path, (r.height, r.width)), ds.images))
+    bad = [(r, hw) for r, hw in zip(ds.images, sizes, strict=True) if tuple(hw) != (r.height, r.width)]
+    return {"size_mismatch": len(bad),
+            "examples": [{"file_name": r.file_name, "json_hw": [r.height, r.width], "decoded_hw": list(hw)}
+                         for r, hw in bad[:10]]}

@@ -14,9 +14,9 @@ form, ``{model class index: name}``, gaps allowed:
   written (1-based for COCO): the model's class index must follow the same numbering.
 
 Model classes are matched to dataset categories by name (exactly, else ignoring case, spaces, ``_`` and
-``-`` altogether, so VOC's ``pottedplant`` finds COCO's ``potted plant``). Model classes the dataset does not have are dropped (their detections too) and counted; dataset
-categories the model lacks are listed (their AP is 0 where they have ground truth). Only a map with no
-overlap at all is an error.
+``-`` altogether, so VOC's ``pottedplant`` finds COCO's ``potted plant``). Model classes the dataset does
+not have are dropped (their detections too) and counted; dataset categories the model lacks are listed
+(their AP is 0 where they have ground truth). Only a map with no overlap at all is an error.
 """
 
 from __future__ import annotations

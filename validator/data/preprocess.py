@@ -26,6 +26,26 @@ class ResizeMode(str, Enum):
     STRETCH = "stretch"
 
 
+def _orientation_swaps(im) -> bool:
+    try:
+        return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF Orientation: transposes/rotations by 90
+    except Exception:  # a broken EXIF block: PIL's exif_transpose ignores it too  # noqa: BLE001
+        return False
+
+
+def decoded_size(path: Path, expect_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) that :func:`load_image` will return, from the header only (no pixel decoding)."""
+    try:
+        with Image.open(path) as im:
+            raw = (im.height, im.width)
+            rotated = (raw[1], raw[0]) if _orientation_swaps(im) else raw
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError, ValueError) as e:
+        raise InputError(f"{path}: cannot decode image ({e})") from None
+    if expect_hw is not None and rotated != tuple(expect_hw) and raw == tuple(expect_hw):
+        return raw
+    return rotated
+
+
 def load_image(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Decode to RGB uint8 HxWx3 with the EXIF orientation applied (gray/RGBA/palette -> RGB).
 
@@ -78,12 +98,25 @@ def letterbox(img: np.ndarray, input_hw: tuple[int, int], mode: ResizeMode = Res
 
 # ------------------------------------------------------------------------------------ input transform
 RAW_TOLERANCE_STEPS = 1.5  # a quantized input is "raw pixels" when its ends are within this many steps
-NEAR_TOLERANCE = 0.05  # a quantized input's range matches a convention within 5 % of the range's width
+NEAR_TOLERANCE = 0.05  # a calibrated range starts within 5 % of a convention's width from its low end ...
+MIN_COVER = 0.6  # ... and spans at least 60 % of it (calibration data rarely reaches both ends)
 
 
 def _quantized_range(spec: InputSpec) -> tuple[float, float]:
     info = np.iinfo(spec.dtype)
     return (int(info.min) - spec.zero_point) * spec.scale, (int(info.max) - spec.zero_point) * spec.scale
+
+
+def _calibrated_convention(lo: float, hi: float, slack: float) -> str | None:
+    """The convention a calibrated input range belongs to: inside it (to ``slack``), starting near its low
+    end, covering most of it. A converter quantizes the input over the values its calibration images
+    produced, so 0..1 data gives e.g. 0..0.928 and -1..1 data -0.998..0.859: short of the top, rarely of the
+    bottom (black pixels are common, white ones less so)."""
+    for label, (a, b) in INPUT_RANGES.items():
+        w = b - a
+        if lo >= a - slack and hi <= b + slack and lo - a <= NEAR_TOLERANCE * w + slack and hi - lo >= MIN_COVER * w:
+            return label
+    return None
 
 
 def choose_transform(spec: InputSpec, normalization: dict | None = None, override: str | None = None) -> InputTransform:
@@ -110,11 +143,10 @@ def choose_transform(spec: InputSpec, normalization: dict | None = None, overrid
     if override:
         return InputTransform.from_range(override, "--input-range")
     if spec.quantized:
-        for label, (a, b) in INPUT_RANGES.items():
-            tol = NEAR_TOLERANCE * (b - a)
-            if abs(lo - a) <= tol and abs(hi - b) <= tol:
-                return InputTransform.from_range(label, f"{qdesc}: calibrated range {lo:.4g}..{hi:.4g} is the "
-                                                        f"{label} convention")
+        label = _calibrated_convention(lo, hi, RAW_TOLERANCE_STEPS * spec.scale)
+        if label:
+            return InputTransform.from_range(label, f"{qdesc}: calibrated range {lo:.4g}..{hi:.4g} lies in the "
+                                                    f"{label} convention")
     if normalization and normalization.get("mean") is not None and normalization.get("std") is not None:
         src = normalization.get("source") or "model metadata"
         t = InputTransform.from_mean_std(normalization["mean"], normalization["std"],

@@ -28,7 +28,11 @@ MARKER = ".qharness"
 
 def reserve_default(base: Path) -> Path:
     """Create and return ``base`` or the first free ``base-N``; the folder is created atomically (mkdir)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{base.parent}: cannot create the default output folder there "
+                         f"({e.strerror or e}); give --out") from None
     i = 1
     while True:
         candidate = base if i == 1 else base.with_name(f"{base.name}-{i}")
@@ -37,6 +41,9 @@ def reserve_default(base: Path) -> Path:
         except FileExistsError:
             i += 1
             continue
+        except OSError as e:
+            raise InputError(f"{candidate}: cannot create the default output folder ({e.strerror or e}); "
+                             "give --out") from None
         (candidate / MARKER).write_text(f"qharness {__version__} output folder (reserved)\n")
         return candidate
 
@@ -71,7 +78,7 @@ class OutputDir:
     """``out = OutputDir(path); out.check(); out.write("summary.json", text); out.commit()``."""
 
     def __init__(self, target: Path):
-        self.target = Path(target)
+        self.target = Path(target).resolve()  # `--out .` must have a name and a parent to swap with
         self.staging: Path | None = None
 
     def check(self) -> None:
@@ -90,6 +97,9 @@ class OutputDir:
         if self.staging is None:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a report folder follows the umask
             (self.staging / MARKER).write_text(f"qharness {__version__} output folder\n")
         return self.staging
 
