@@ -48,3 +48,13 @@ def test_changed_images():
     assert res["image_ids"] == [2, 3, 4, 5]
     assert res["count"] == 4 and res["of"] == 6
     assert changed_images(base, base, [1, 2, 3, 4])["count"] == 0
+
+
+def test_mean_recall_delta_is_paired_when_the_reference_confidence_is_given():
+    fm = {"bbox": {"mean_recall": 0.60, "per_class": {}}}
+    im = {"bbox": {"mean_recall": 0.50, "per_class": {}}}
+    d = metric_deltas(fm, im, {"bbox": {"mean_recall": 0.55, "conf": 0.3}})["bbox"]
+    assert d["mean_recall"] == pytest.approx(-5.0)  # 0.55 at the float's confidence vs the float's 0.60
+    assert d["mean_recall_own_conf"] == pytest.approx(-10.0)  # each at its own optimum
+    assert d["mean_recall_paired_conf"] == 0.3
+    assert metric_deltas(fm, im)["bbox"]["mean_recall"] == pytest.approx(-10.0)  # unpaired without it

@@ -100,3 +100,15 @@ def test_box_smooth_is_an_edge_padded_101_point_mean():
     assert s[549] == 0.0 and s[650] == pytest.approx(1.0)
     assert s[600] == pytest.approx(51 / 101)
     assert s[0] == 0.0 and s[999] == pytest.approx(1.0)  # edges padded with edge values, not zeros
+
+
+def test_operating_point_at_a_given_confidence_by_hand():
+    """One class, 4 GT, detections 0.9 TP, 0.8 TP, 0.6 FP, 0.3 TP. At confidence 0.7 (grid point 699/999)
+    recall is 2/4 on both sides of it; precision runs linearly from 1 (at 0.8) to 2/3 (at 0.6)."""
+    m = {1: ClassMatches(np.array([0.9, 0.8, 0.6, 0.3]), np.array([True, True, False, True]), 4)}
+    op = f1_operating_point(m, at_conf=0.7)
+    x = 699 / 999
+    assert op.conf == pytest.approx(x)
+    assert op.recall == pytest.approx(0.5)
+    assert op.precision == pytest.approx(1 + (x - 0.8) / (0.6 - 0.8) * (2 / 3 - 1))
+    assert f1_operating_point(m, at_conf=0.1).recall == pytest.approx(0.75)  # all four kept
