@@ -227,3 +227,33 @@ def test_16bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     out = load_image(p)
     assert out.shape == (4, 4, 3)
     assert np.abs(out.astype(int) - 117).max() <= 1
+
+
+# --------------------------------------------------------------------------------------- resample
+@pytest.mark.parametrize("seed", range(4))
+def test_linear_resample_equals_opencv_inter_linear(seed):
+    """`--resample linear` must feed the model OpenCV's INTER_LINEAR pixels bit for bit (what Ultralytics
+    and EdgeFirst's validator feed theirs): shrinking, enlarging, one axis each way, tiny sizes, 2x."""
+    cv2 = pytest.importorskip("cv2")
+    from validator.data.preprocess import resize_linear
+
+    rng = np.random.default_rng(seed)
+    sizes = [(216, 384, 144, 256), (512, 512, 256, 256), (100, 150, 171, 256), (3, 5, 7, 2), (640, 427, 256, 171)]
+    sizes += [tuple(int(v) for v in rng.integers(2, 700, 4)) for _ in range(20)]
+    for h, w, nh, nw in sizes:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(resize_linear(img, nw, nh),
+                                      cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR), err_msg=str((h, w)))
+
+
+def test_resample_modes_differ_only_when_resizing():
+    from validator.data.preprocess import Resample
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    a, la = letterbox(img, (64, 64), ResizeMode.LETTERBOX, Resample.ANTIALIAS)
+    b, lb_ = letterbox(img, (64, 64), ResizeMode.LETTERBOX, Resample.LINEAR)
+    assert la == lb_ and np.array_equal(a, b)  # 64 wide at 64: no resize, same canvas
+    a, _ = letterbox(img, (32, 32), ResizeMode.LETTERBOX, Resample.ANTIALIAS)
+    b, _ = letterbox(img, (32, 32), ResizeMode.LETTERBOX, Resample.LINEAR)
+    assert not np.array_equal(a, b)

@@ -21,9 +21,11 @@ from validator.errors import InputError
 METRIC_DECODING = {
     # metric -> decoding that reading implies (part of the prediction cache key): compat and edgefirst
     # re-decode, so they re-run inference once and are cached from then on
+    # (--resample defaults to the resize of the tool each reading lines up with: OpenCV's INTER_LINEAR)
     "coco": {},
-    "compat": {"multi_label": True, "clip_boxes": False},
-    "edgefirst": {},
+    "compat": {"multi_label": True, "clip_boxes": False, "resample": "linear"},
+    # its NumPy NMS is class-agnostic, boxes stay unclipped, masks are scored on the prototype grid
+    "edgefirst": {"agnostic": True, "clip_boxes": False, "proto_masks": True, "resample": "linear"},
 }
 
 
@@ -55,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
     o.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
     o.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox")
+    o.add_argument("--resample", choices=["antialias", "linear"],
+                   help="image resize filter: antialias (PIL bilinear; default for --metric coco) or linear "
+                        "(OpenCV INTER_LINEAR bit for bit, as Ultralytics and EdgeFirst feed their models; "
+                        "default for --metric compat and edgefirst)")
     o.add_argument("--boxes", choices=["pixels", "normalized"], help="box units of the outputs (default: detect)")
     o.add_argument("--input-range", choices=["0,1", "-1,1", "0,255"],
                    help="value range the model expects for pixels 0..255 (default: from the input's "
@@ -118,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         specs += [ModelSpec(p, "int8") for p in args.int8_models]
         specs += [ModelSpec(p, "auto") for p in args.models]
         preds = [PredictionsSpec.parse(t) for t in args.predictions]
-        settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, agnostic=args.agnostic,
-                            resize=args.resize, boxes=args.boxes, task=args.task, metric=args.metric,
-                            backend=args.backend, limit=args.limit, names=args.names,
-                            input_range=args.input_range, delegate=args.delegate,
-                            **METRIC_DECODING[args.metric])
+        decoding = {"agnostic": args.agnostic, **METRIC_DECODING[args.metric]}
+        if args.resample:
+            decoding["resample"] = args.resample
+        settings = Settings(conf=args.conf, iou=args.iou, max_det=args.max_det, resize=args.resize,
+                            boxes=args.boxes, task=args.task, metric=args.metric, backend=args.backend,
+                            limit=args.limit, names=args.names, input_range=args.input_range,
+                            delegate=args.delegate, **decoding)
         out = args.out
         if out is None:
             out = reserved = reserve_default(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))

@@ -17,17 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from validator.data.coco import Dataset
-from validator.data.preprocess import InputMaker, ResizeMode, letterbox, load_image
+from validator.data.preprocess import InputMaker, Resample, ResizeMode, letterbox, load_image
 from validator.decode import decode
 from validator.decode.contract import BoxUnits, resolve_box_units
 from validator.decode.geometry import boxes_to_original
-from validator.decode.masks import masks_to_rles
+from validator.decode.masks import masks_to_rles, proto_grid_rles
 from validator.errors import InputError
 from validator.progress import Progress
 from validator.sources import Source
 
 
-def _prepared(ds: Dataset, geometries: list[tuple[int, int]], mode: ResizeMode, workers: int) -> Iterator:
+def _prepared(ds: Dataset, geometries: list[tuple[int, int]], mode: ResizeMode, resample: Resample,
+              workers: int) -> Iterator:
     """Yield (record, decoded_hw, {input_hw: (canvas, letterbox)}, seconds) in dataset order.
 
     With workers > 1 decoding runs ahead in a thread pool; at most 2 * workers images are held.
@@ -36,7 +37,7 @@ def _prepared(ds: Dataset, geometries: list[tuple[int, int]], mode: ResizeMode, 
     def prep(rec):
         t0 = time.perf_counter()
         img = load_image(rec.path, (rec.height, rec.width))
-        canv = {hw: letterbox(img, hw, mode) for hw in geometries}
+        canv = {hw: letterbox(img, hw, mode, resample) for hw in geometries}
         return rec, img.shape[:2], canv, time.perf_counter() - t0
 
     if workers <= 1:
@@ -58,7 +59,7 @@ def _prepared(ds: Dataset, geometries: list[tuple[int, int]], mode: ResizeMode, 
             yield fut.result()
 
 
-def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes, rles) -> list[dict]:
+def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes, rles, proto_rles=None) -> list[dict]:
     """COCO results dicts of one image (bbox rounded to 0.01 px, score to 1e-5): what is written and scored.
 
     Detections of model classes without a dataset category are dropped and counted on the source.
@@ -80,6 +81,8 @@ def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes,
              "score": round(float(scores[k]), 5)}
         if rles is not None:
             d["segmentation"] = rles[k]
+        if proto_rles is not None:  # --metric edgefirst: the mask on the prototype grid, as EdgeFirst scores it
+            d["segmentation_proto"] = proto_rles[k]
         out.append(d)
     return out
 
@@ -100,7 +103,8 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
         s.predictions = []
     wall0 = time.perf_counter()
     with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress:
-        for rec, decoded_hw, canvases, decode_s in _prepared(ds, geometries, mode, workers):
+        images = _prepared(ds, geometries, mode, Resample(settings.resample), workers)
+        for rec, decoded_hw, canvases, decode_s in images:
             frame_hw = (rec.height, rec.width)
             mismatch = tuple(decoded_hw) != frame_hw  # counted for the summary by data.coco.size_mismatches
             inputs: dict = {}
@@ -126,10 +130,12 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
                              max_det=settings.max_det, agnostic=settings.agnostic, box_units=s.box_units,
                              multi_label=settings.multi_label)
                 boxes = boxes_to_original(det.boxes, lb, frame_hw, clip=settings.clip_boxes)
-                rles = None
+                rles = proto = None
                 if s.has_masks and det.coefs is not None and det.protos is not None:
                     rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, frame_hw)
-                s.predictions.extend(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles))
+                    if settings.proto_masks:
+                        proto = proto_grid_rles(det.protos, det.coefs, det.boxes, spec.hw)
+                s.predictions.extend(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles, proto))
                 t3 = time.perf_counter()
                 s.timing["preprocess_s"] += decode_s + (t1 - t0)
                 s.timing["inference_s"] += t2 - t1

@@ -32,6 +32,7 @@ class Settings:
     max_det: int = 300
     agnostic: bool = False
     resize: str = "letterbox"
+    resample: str = "antialias"  # antialias (PIL bilinear) | linear (OpenCV INTER_LINEAR, bit for bit)
     boxes: str | None = None  # None = decide from the outputs
     task: str = "auto"
     metric: str = "coco"
@@ -41,6 +42,7 @@ class Settings:
     multi_label: bool = False  # one box may carry several classes (Ultralytics val does; set by compat)
     clip_boxes: bool = True  # clip boxes to the image (COCO results); compat keeps them as drawn, like Ultralytics
     input_range: str | None = None  # --input-range override of the input transform
+    proto_masks: bool = False  # also write masks on the prototype grid (edgefirst scores masks there)
     delegate: str | None = None  # --delegate LIB.so[:k=v,...] for TFLite models
 
     def prediction_key(self) -> dict:
@@ -78,10 +80,22 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings) -> dict:
         elif settings.metric == "edgefirst":
             from validator.metrics import edgefirst
 
-            out[t] = edgefirst.evaluate_edgefirst(ds.gt, src.predictions, t, image_ids=image_ids)
+            frames = _letterboxes(src, ds, settings) if t == "segm" else None
+            out[t] = edgefirst.evaluate_edgefirst(ds.gt, src.predictions, t, image_ids=image_ids, frames=frames)
         else:
             out[t] = cocoeval.evaluate(ds.gt, src.predictions, t, backend=settings.backend, image_ids=image_ids)
     return out
+
+
+def _letterboxes(src: Source, ds: Dataset, settings: Settings) -> dict | None:
+    """{image id: Letterbox} of a model whose predictions carry prototype-grid masks, else None."""
+    from validator.tensors import Letterbox
+
+    if not (src.kind == "model" and settings.proto_masks and src.predictions
+            and all("segmentation_proto" in p for p in src.predictions)):
+        return None
+    place = Letterbox.stretch if settings.resize == "stretch" else Letterbox.fit
+    return {r.id: place((r.height, r.width), src.runner.input.hw) for r in ds.images}
 
 
 def _metrics_dict(results: dict, ds: Dataset) -> dict:

@@ -128,3 +128,81 @@ def masks_to_rles(
     if spans:
         flush()
     return rles
+
+
+def proto_grid_rles(protos: np.ndarray, coefs: np.ndarray, boxes_input_xyxy: np.ndarray,
+                    input_hw: tuple[int, int]) -> list[dict]:
+    """Masks on the prototype grid itself (input / 4, letterbox space), as EdgeFirst's validator scores them
+    (``--metric edgefirst``; its default ``--mask-resolution proto``): logit > 0 on the cells whose index
+    lies in ``[x1 / in_w * pw, x2 / in_w * pw)`` (rows likewise) of the detection's box. RLEs of size (ph, pw).
+    """
+    coefs = np.asarray(coefs, dtype=np.float32)
+    if len(coefs) == 0:
+        return []
+    protos = np.asarray(protos, dtype=np.float32)
+    _, ph, pw = protos.shape
+    in_h, in_w = input_hw
+    logits = np.einsum("nk,kij->nij", coefs, protos)
+    b = np.asarray(boxes_input_xyxy, dtype=np.float64).reshape(-1, 4)
+    cols, rows = np.arange(pw), np.arange(ph)
+    keep_c = (cols[None, :] >= b[:, 0:1] / in_w * pw) & (cols[None, :] < b[:, 2:3] / in_w * pw)
+    keep_r = (rows[None, :] >= b[:, 1:2] / in_h * ph) & (rows[None, :] < b[:, 3:4] / in_h * ph)
+    m = (logits > 0) & keep_r[:, :, None] & keep_c[:, None, :]
+    enc = mask_utils.encode(np.asfortranarray(m.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(v) for v in e["size"]], "counts": e["counts"].decode("ascii")} for e in enc]
+
+
+RESAMPLE_POINTS = 1000
+
+
+def _resampled(xy: np.ndarray, n: int = RESAMPLE_POINTS) -> np.ndarray:
+    """A closed polygon resampled along its edges to ``n`` points, the original vertices kept (how YOLO
+    segment labels are read by Ultralytics and EdgeFirst: it changes which pixels the truncated vertices
+    reach)."""
+    if len(xy) < 2:
+        return xy
+    n = max(n, len(xy) + 1)
+    closed = np.concatenate([xy, xy[:1]], axis=0)
+    xp = np.arange(len(closed))
+    t = np.linspace(0, len(closed) - 1, n - len(closed))
+    t = np.insert(t, np.searchsorted(t, xp), xp)
+    return np.stack([np.interp(t, xp, closed[:, 0]), np.interp(t, xp, closed[:, 1])], axis=1)
+
+
+def proto_grid_gt(segmentation, orig_hw: tuple[int, int], letterbox: Letterbox, ratio: int = 4) -> dict:
+    """A ground-truth mask on the same grid as :func:`proto_grid_rles`, made as EdgeFirst's validator makes
+    it: each polygon resampled to 1000 points along its edges, mapped into the letterbox, vertices truncated
+    to integers, filled (outline included) at input resolution with PIL, then max-pooled ``ratio`` x
+    ``ratio`` (a cell is set when any of its pixels is).
+    An RLE ground truth is sampled at input resolution (nearest) first. Returns an RLE of (in_h // ratio,
+    in_w // ratio)."""
+    from PIL import Image, ImageDraw
+
+    in_h, in_w = letterbox.input_hw
+    if isinstance(segmentation, list):
+        img = Image.new("L", (in_w, in_h), 0)
+        draw = ImageDraw.Draw(img)
+        for part in segmentation:
+            xy = _resampled(np.asarray(part, dtype=np.float64).reshape(-1, 2))
+            x, y = letterbox.to_input(xy[:, 0], xy[:, 1])
+            pts = np.stack([x, y], axis=1).astype(np.int32)
+            if len(pts) >= 2:
+                draw.polygon([tuple(p) for p in pts.tolist()], outline=1, fill=1)
+        full = np.asarray(img, dtype=np.uint8)
+    else:
+        rle = segmentation
+        if isinstance(rle.get("counts"), list):
+            rle = mask_utils.frPyObjects(rle, *orig_hw)
+        dense = mask_utils.decode(rle)
+        ys, xs = np.arange(in_h) + 0.5, np.arange(in_w) + 0.5
+        ox, oy = letterbox.to_original(xs, ys)
+        ix = np.floor(ox).astype(np.int64)
+        iy = np.floor(oy).astype(np.int64)
+        vx = (ix >= 0) & (ix < orig_hw[1])
+        vy = (iy >= 0) & (iy < orig_hw[0])
+        full = np.zeros((in_h, in_w), np.uint8)
+        full[np.ix_(vy, vx)] = dense[np.ix_(iy[vy], ix[vx])]
+    gh, gw = in_h // ratio, in_w // ratio
+    pooled = full[: gh * ratio, : gw * ratio].reshape(gh, ratio, gw, ratio).max(axis=(1, 3))
+    e = mask_utils.encode(np.asfortranarray(pooled.astype(np.uint8)))
+    return {"size": [int(v) for v in e["size"]], "counts": e["counts"].decode("ascii")}

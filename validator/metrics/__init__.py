@@ -1,5 +1,6 @@
 """Detection metrics: COCO evaluation (pycocotools or faster-coco-eval), Mean Recall at the F1-optimal
-confidence, and an Ultralytics-compatible reading (``--metric compat``) for lining up with published tables.
+confidence, and the readings of Ultralytics ``val`` (``--metric compat``) and EdgeFirst's validator
+(``--metric edgefirst``) for lining up with published tables.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from validator.metrics.cocoeval import (
     load_gt,
 )
 from validator.metrics.compat import evaluate_compat
+from validator.metrics.edgefirst import evaluate_edgefirst
 from validator.metrics.recall import OperatingPoint, f1_operating_point
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "OperatingPoint",
     "evaluate",
     "evaluate_compat",
+    "evaluate_edgefirst",
     "f1_operating_point",
     "load_gt",
 ]
