@@ -37,10 +37,10 @@ Known differences from Ultralytics ``val`` that remain (what this module cannot 
 
 * Input pixels: Ultralytics decodes with OpenCV and resizes with ``INTER_LINEAR`` (no antialiasing), then
   letterboxes; ``--metric compat`` resizes with ``--resample linear`` by default, OpenCV's ``INTER_LINEAR``
-  reproduced bit for bit, and decodes with PIL (JPEG decoders can differ by a grey level here and there; the
-  shapes images are PNG). Where Ultralytics' new size rounds differently from ``round(w * r)`` the content
-  is one pixel apart. NMS is ours (same rules: multi-label for compat, conf 0.001, IoU 0.7); Ultralytics'
-  also has a per-batch time limit that can cut it short on a slow machine.
+  reproduced bit for bit, and decodes with PIL (both use libjpeg-turbo; on the shapes JPEGs the det fixture's
+  numbers come out identical to Ultralytics'). Where Ultralytics' new size rounds differently from
+  ``round(w * r)`` the content is one pixel apart. NMS is ours (same rules: multi-label for compat, conf
+  0.001, IoU 0.7); Ultralytics' also has a per-batch time limit that can cut it short on a slow machine.
 * Box clipping: none, as in Ultralytics: ``validate --metric compat`` writes predicted boxes as the model drew
   them (``Settings.clip_boxes=False``), reaching into the letterbox padding or past the image, and they are
   matched so. (Clipping them, as COCO results do, read mAP50-95 +0.91 / +0.55 pts above Ultralytics' val on
