@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from tests.coco_cases import det as _det
+from tests.coco_cases import gt as _gt
 from validator.datasets.shapes import ShapesConfig, generate
 from validator.metrics import Backend, Metric, evaluate, evaluate_compat
 from validator.metrics.compat import IOU_THRESHOLDS, ap_101, match_by_confidence
@@ -28,18 +30,6 @@ TOL = 1e-12  # pycocotools' precision can sit one ulp below 1 (tp / (tp + fp + e
 def _ann(i: int, img: int, cat: int, box: list[float], crowd: int = 0) -> dict:
     area = box[2] * box[3]
     return {"id": i, "image_id": img, "category_id": cat, "bbox": box, "area": area, "iscrowd": crowd}
-
-
-def _det(img: int, cat: int, box: list[float], score: float) -> dict:
-    return {"image_id": img, "category_id": cat, "bbox": box, "score": score}
-
-
-def _gt(anns: list[dict], images: int = 1, size: int = 200) -> dict:
-    return {
-        "images": [{"id": i, "width": size, "height": size} for i in range(1, images + 1)],
-        "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}],
-        "annotations": anns,
-    }
 
 
 def test_match_by_confidence_claims_per_threshold():

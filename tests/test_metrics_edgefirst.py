@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from tests.coco_cases import det as _det
+from tests.coco_cases import gt as _gt
 from validator.metrics import evaluate_compat
 from validator.metrics.compat import ap_101
 from validator.metrics.edgefirst import IOU_THRESHOLDS, ap_edgefirst, evaluate_edgefirst, match_by_iou
@@ -28,18 +30,6 @@ def _ann(i: int, img: int, cat: int, box: list[float], crowd: int = 0) -> dict:
     x, y, w, h = box
     return {"id": i, "image_id": img, "category_id": cat, "bbox": box, "area": w * h, "iscrowd": crowd,
             "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}  # fmt: skip
-
-
-def _det(img: int, cat: int, box: list[float], score: float) -> dict:
-    return {"image_id": img, "category_id": cat, "bbox": box, "score": score}
-
-
-def _gt(anns: list[dict], images: int = 1, size: int = 200) -> dict:
-    return {
-        "images": [{"id": i, "width": size, "height": size} for i in range(1, images + 1)],
-        "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}],
-        "annotations": anns,
-    }
 
 
 # ------------------------------------------------------------------------------------------ matching

@@ -55,6 +55,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+sys.path.insert(0, str(ROOT / "tools"))
+from yolo_labels import write_labels  # noqa: E402
+
 from validator.metrics.edgefirst import evaluate_edgefirst  # noqa: E402
 
 EFV_PYTHON = Path("/work/venvs/efv/bin/python")
@@ -142,64 +145,9 @@ with open(cfg["out"], "w") as f:
 
 
 # -------------------------------------------------------------------------------------- Darknet split
-def _clip01(v: float) -> float:
-    return min(max(v, 0.0), 1.0)
-
-
-def merge_parts(polys: list[list[float]]) -> list[float]:
-    """Several polygons of one instance -> one, joined by zero-width bridges between nearest vertices.
-
-    Each next part is entered at its vertex nearest to some vertex of what is built so far, walked once
-    round, and left the way it came, so every part's outline is kept and its interior stays filled.
-    """
-    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
-    out = parts[0]
-    for p in parts[1:]:
-        d = ((out[:, None, :] - p[None, :, :]) ** 2).sum(-1)
-        i, j = np.unravel_index(int(d.argmin()), d.shape)
-        loop = np.concatenate([p[j:], p[: j + 1]])  # from p[j] round to p[j]
-        out = np.concatenate([out[: i + 1], loop, out[i:]])
-    return out.ravel().tolist()
-
-
-def label_line(ann: dict, cls: int, w: int, h: int, task: str) -> str | None:
-    """One YOLO label row (normalised, clipped to [0, 1]); None if nothing is left."""
-    if task == "detect":
-        x, y, bw, bh = ann["bbox"]
-        x0, y0, x1, y1 = _clip01(x / w), _clip01(y / h), _clip01((x + bw) / w), _clip01((y + bh) / h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
-    seg = ann["segmentation"]
-    if not isinstance(seg, list):
-        raise SystemExit(f"annotation {ann['id']}: non-crowd RLE segmentation has no polygon for YOLO labels")
-    polys = [p for p in seg if len(p) >= 6]
-    if not polys:
-        return None
-    poly = merge_parts(polys) if len(polys) > 1 else polys[0]
-    xy = " ".join(f"{_clip01(v / (w if i % 2 == 0 else h)):.6f}" for i, v in enumerate(poly))
-    return f"{cls} {xy}"
-
-
 def write_split(data: Path, out: Path, task: str) -> Path:
     """COCO split -> Darknet layout under ``out`` (images/val, labels/val, labels.txt); returns ``out``."""
-    doc = json.loads((data / "annotations.json").read_text())
-    cls_of = {c["id"]: i for i, c in enumerate(doc["categories"])}
-    anns: dict[int, list[dict]] = {}
-    for a in doc["annotations"]:
-        if not a.get("iscrowd", 0):  # crowds do not exist for edgefirst-validator
-            anns.setdefault(a["image_id"], []).append(a)
-    for im in doc["images"]:
-        src = (data / "images" / im["file_name"]).resolve()
-        dst = out / "images" / "val" / Path(im["file_name"]).name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.is_symlink():
-            dst.symlink_to(src)
-        w, h = im["width"], im["height"]
-        lines = [label_line(a, cls_of[a["category_id"]], w, h, task) for a in anns.get(im["id"], [])]
-        label = (out / "labels" / "val" / Path(im["file_name"]).name).with_suffix(".txt")
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_text("".join(f"{ln}\n" for ln in lines if ln))
+    doc = write_labels(data, out / "images" / "val", out / "labels" / "val", task, multipart="merge")
     (out / "labels.txt").write_text("".join(f"{c['name']}\n" for c in doc["categories"]))
     return out
 

@@ -35,6 +35,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from yolo_labels import write_labels  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 YOLO_CONFIG_DIR = ROOT / "datasets" / "fixture-work" / "yolo-config"  # default; holds the fonts, so nothing is fetched
 TASKS = {"det": "detect", "seg": "segment"}
@@ -80,55 +83,9 @@ def offline_env(config_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ Ultralytics split
-def polygon_area(flat: list[float]) -> float:
-    """Shoelace area of a flat [x0, y0, x1, y1, ...] polygon."""
-    xs, ys = flat[0::2], flat[1::2]
-    n = min(len(xs), len(ys))
-    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
-
-
-def _clip01(v: float) -> float:
-    return min(max(v, 0.0), 1.0)
-
-
-def label_line(ann: dict, cls: int, w: int, h: int, task: str) -> str | None:
-    """One YOLO label row (normalised, clipped to the image as Ultralytics requires); None if nothing is left."""
-    if task == "detect":
-        x, y, bw, bh = ann["bbox"]
-        x0, y0, x1, y1 = _clip01(x / w), _clip01(y / h), _clip01((x + bw) / w), _clip01((y + bh) / h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
-    seg = ann["segmentation"]
-    if not isinstance(seg, list):
-        raise SystemExit(f"annotation {ann['id']}: non-crowd RLE segmentation has no polygon for YOLO labels")
-    polys = [p for p in seg if len(p) >= 6]
-    if not polys:
-        return None
-    poly = max(polys, key=polygon_area)  # Ultralytics takes one polygon per instance: keep the largest part
-    xy = " ".join(f"{_clip01(v / (w if i % 2 == 0 else h)):.6f}" for i, v in enumerate(poly))
-    return f"{cls} {xy}"
-
-
 def write_split(data: Path, out: Path, task: str) -> Path:
     """COCO split -> Ultralytics layout under ``out``; returns its data.yaml."""
-    doc = json.loads((data / "annotations.json").read_text())
-    cls_of = {c["id"]: i for i, c in enumerate(doc["categories"])}
-    anns: dict[int, list[dict]] = {}
-    for a in doc["annotations"]:
-        if not a.get("iscrowd", 0):  # crowds do not exist for Ultralytics
-            anns.setdefault(a["image_id"], []).append(a)
-    for im in doc["images"]:
-        src = (data / "images" / im["file_name"]).resolve()
-        dst = out / "images" / im["file_name"]
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.is_symlink():
-            dst.symlink_to(src)
-        w, h = im["width"], im["height"]
-        lines = [label_line(a, cls_of[a["category_id"]], w, h, task) for a in anns.get(im["id"], [])]
-        label = (out / "labels" / im["file_name"]).with_suffix(".txt")
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_text("".join(f"{ln}\n" for ln in lines if ln))
+    doc = write_labels(data, out / "images", out / "labels", task, multipart="largest")
     names = "".join(f"  {i}: {json.dumps(c['name'])}\n" for i, c in enumerate(doc["categories"]))
     yaml = out / "data.yaml"  # train is required by Ultralytics' checker; it is never used here
     yaml.write_text(f"path: {out}\ntrain: images\nval: images\nnames:\n{names}")
