@@ -55,7 +55,7 @@ def _preds(out: Path) -> list[dict]:
 
 
 def _entries(cache: Path) -> list[Path]:
-    return sorted(cache.glob("*.json.gz"))
+    return sorted(cache.glob("*.jsonl.gz"))
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,19 @@ def test_changed_images():
         # image 4: detection lost: changed
         _p(5, 1, [0, 0, 10, 10], 0.6),      # new confident detection: changed
     ]
-    res = changed_images(base, other, [1, 2, 3, 4, 5, 6])
+    res = changed_images(_compact(base), _compact(other), [1, 2, 3, 4, 5, 6])
     assert res["image_ids"] == [2, 3, 4, 5]
     assert res["count"] == 4 and res["of"] == 6
-    assert changed_images(base, base, [1, 2, 3, 4])["count"] == 0
+    assert changed_images(_compact(base), _compact(base), [1, 2, 3, 4])["count"] == 0
+
+
+def _compact(preds: list[dict]) -> dict:
+    """What validator.predictions.read_compact gives for these detections."""
+    import numpy as np
+
+    return {"image_id": np.array([p["image_id"] for p in preds]),
+            "category_id": np.array([p["category_id"] for p in preds]),
+            "score": np.array([p["score"] for p in preds], float), "bbox": np.array([p["bbox"] for p in preds], float)}
 
 
 def test_mean_recall_delta_is_paired_when_the_reference_confidence_is_given():
@@ -58,3 +67,10 @@ def test_mean_recall_delta_is_paired_when_the_reference_confidence_is_given():
     assert d["mean_recall_own_conf"] == pytest.approx(-10.0)  # each at its own optimum
     assert d["mean_recall_paired_conf"] == 0.3
     assert metric_deltas(fm, im)["bbox"]["mean_recall"] == pytest.approx(-10.0)  # unpaired without it
+
+
+def test_changed_images_with_no_confident_detections_on_one_side():
+    base = [_p(1, 1, [10, 10, 20, 20], 0.9)]
+    res = changed_images(_compact(base), _compact([_p(1, 1, [10, 10, 20, 20], 0.1)]), [1, 2])
+    assert res["image_ids"] == [1]
+    assert changed_images(_compact([]), _compact([]), [1])["count"] == 0

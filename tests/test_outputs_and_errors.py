@@ -298,7 +298,7 @@ def test_ctrl_c_during_inference_leaves_nothing(shapes_small, tmp_path, capsys, 
     assert code == 130, err
     assert not out.exists()
     assert _leftovers(tmp_path) == []
-    assert not list((tmp_path / "cache").glob("*.json.gz*"))  # nothing half-made was cached
+    assert not list((tmp_path / "cache").glob("*.jsonl.gz*"))  # nothing half-made was cached
 
 
 # ---------------------------------------------------------------------------------- default output folder

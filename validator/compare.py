@@ -13,8 +13,6 @@ quantization altered what the model reports, for eyeballing.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -59,36 +57,41 @@ def metric_deltas(float_metrics: dict, int8_metrics: dict, paired: dict | None =
     return out
 
 
-def _confident(preds: list[dict]) -> dict[int, list[dict]]:
-    by: dict[int, list[dict]] = defaultdict(list)
-    for p in preds:
-        if p["score"] >= CHANGE_SCORE:
-            by[p["image_id"]].append(p)
-    return by
+def _by_image(c: dict) -> dict[int, np.ndarray]:
+    """Row indices of each image's detections, best score first (stable)."""
+    if not len(c["score"]):
+        return {}
+    order = np.lexsort((np.arange(len(c["score"])), -c["score"], c["image_id"]))
+    img = c["image_id"][order]
+    cuts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+    return {int(img[a]): order[a:b] for a, b in zip(cuts, np.r_[cuts[1:], len(img)], strict=True)}
 
 
-def changed_images(float_preds: list[dict], int8_preds: list[dict], image_ids: list[int]) -> dict:
-    a, b = _confident(float_preds), _confident(int8_preds)
+def changed_images(float_preds: dict, int8_preds: dict, image_ids: list[int]) -> dict:
+    """Images whose confident detections differ (see the module docstring). Inputs are the compact arrays
+    of :func:`validator.predictions.read_compact` (image_id, category_id, score, bbox), at score >=
+    CHANGE_SCORE already or not: lower scores are dropped here."""
+    a, b = ({k: v[c["score"] >= CHANGE_SCORE] for k, v in c.items()} for c in (float_preds, int8_preds))
+    ga, gb = _by_image(a), _by_image(b)
     changed = []
     for iid in image_ids:
-        da = sorted(a.get(iid, []), key=lambda p: -p["score"])
-        db = sorted(b.get(iid, []), key=lambda p: -p["score"])
-        if not da and not db:
+        ia, ib = ga.get(iid, np.zeros(0, np.intp)), gb.get(iid, np.zeros(0, np.intp))
+        if not len(ia) and not len(ib):
             continue
-        if len(da) != len(db):
+        if len(ia) != len(ib):
             changed.append(iid)
             continue
-        iou = mask_utils.iou([p["bbox"] for p in da], [p["bbox"] for p in db], [0] * len(db))
-        iou = np.asarray(iou).reshape(len(da), len(db))
-        used = np.zeros(len(db), bool)
+        iou = np.asarray(mask_utils.iou(a["bbox"][ia].tolist(), b["bbox"][ib].tolist(), [0] * len(ib)))
+        iou = iou.reshape(len(ia), len(ib))
+        cat_b = b["category_id"][ib]
+        used = np.zeros(len(ib), bool)
         ok = True
-        for i, p in enumerate(da):
-            cand = [j for j in range(len(db)) if not used[j] and db[j]["category_id"] == p["category_id"]
-                    and iou[i, j] >= CHANGE_IOU]
-            if not cand:
+        for i, cat in enumerate(a["category_id"][ia]):
+            cand = np.flatnonzero(~used & (cat_b == cat) & (iou[i] >= CHANGE_IOU))
+            if not len(cand):
                 ok = False
                 break
-            used[max(cand, key=lambda j: iou[i, j])] = True
+            used[cand[np.argmax(iou[i, cand])]] = True
         if not ok:
             changed.append(iid)
     return {"count": len(changed), "of": len(image_ids), "score_threshold": CHANGE_SCORE,

@@ -87,8 +87,10 @@ def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes,
     return out
 
 
-def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, quiet: bool = False) -> None:
-    """Run every model source without cached predictions over every image, filling its predictions."""
+def run_models(sources: list[Source], ds: Dataset, settings, workers: int, writers: dict, *,
+               quiet: bool = False) -> None:
+    """Run every model source without cached predictions over every image; each image's results go to the
+    source's writer (``writers[name]``, a :class:`validator.predictions.PredictionWriter`) as they come."""
     todo = [s for s in sources if s.kind == "model" and not s.cached]
     if not todo:
         return
@@ -100,7 +102,6 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
         if key not in makers:
             makers[key] = InputMaker(s.runner.input, s.transform)
         s.timing = {"preprocess_s": 0.0, "inference_s": 0.0, "postprocess_s": 0.0, "images": 0}
-        s.predictions = []
     wall0 = time.perf_counter()
     with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress:
         images = _prepared(ds, geometries, mode, Resample(settings.resample), workers)
@@ -135,7 +136,7 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, *, qu
                     rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, frame_hw)
                     if settings.proto_masks:
                         proto = proto_grid_rles(det.protos, det.coefs, det.boxes, spec.hw)
-                s.predictions.extend(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles, proto))
+                writers[s.name].add(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles, proto))
                 t3 = time.perf_counter()
                 s.timing["preprocess_s"] += decode_s + (t1 - t0)
                 s.timing["inference_s"] += t2 - t1

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import groupby
 from pathlib import Path
 
 from validator import __version__
 from validator.cache import PredictionCache, cache_key, default_cache_dir
 from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
+from validator.predictions import PredictionWriter, read_compact, read_predictions, write_lines
 from validator.report.outputs import OutputDir, check_cache_dir
 from validator.runners import DelegateSpec
 from validator.sources import ModelSpec, PredictionsSpec, Source, open_sources, reference
@@ -68,22 +70,24 @@ def _r(v):
 
 
 def _evaluate(src: Source, ds: Dataset, settings: Settings) -> dict:
-    """{iou_type: CocoResult}: bbox always, segm when the source has masks."""
+    """{iou_type: CocoResult}: bbox always, segm when the source has masks. The source's detections are
+    read from its results file for this call only (one model's detections in memory at a time)."""
     from validator.metrics import cocoeval, compat
 
+    preds = read_predictions(src.predictions_path)
     image_ids = [r.id for r in ds.images]
     types = ["bbox"] + (["segm"] if src.has_masks else [])
     out = {}
     for t in types:
         if settings.metric == "compat":
-            out[t] = compat.evaluate_compat(ds.gt, src.predictions, t, image_ids=image_ids)
+            out[t] = compat.evaluate_compat(ds.gt, preds, t, image_ids=image_ids)
         elif settings.metric == "edgefirst":
             from validator.metrics import edgefirst
 
             frames = _letterboxes(src, ds, settings) if t == "segm" else None
-            out[t] = edgefirst.evaluate_edgefirst(ds.gt, src.predictions, t, image_ids=image_ids, frames=frames)
+            out[t] = edgefirst.evaluate_edgefirst(ds.gt, preds, t, image_ids=image_ids, frames=frames)
         else:
-            out[t] = cocoeval.evaluate(ds.gt, src.predictions, t, backend=settings.backend, image_ids=image_ids)
+            out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids)
     return out
 
 
@@ -91,8 +95,7 @@ def _letterboxes(src: Source, ds: Dataset, settings: Settings) -> dict | None:
     """{image id: Letterbox} of a model whose predictions carry prototype-grid masks, else None."""
     from validator.tensors import Letterbox
 
-    if not (src.kind == "model" and settings.proto_masks and src.predictions
-            and all("segmentation_proto" in p for p in src.predictions)):
+    if not (src.kind == "model" and settings.proto_masks and src.num_predictions and src.proto_masks):
         return None
     place = Letterbox.stretch if settings.resize == "stretch" else Letterbox.fit
     return {r.id: place((r.height, r.width), src.runner.input.hw) for r in ds.images}
@@ -131,15 +134,6 @@ def _paired_recall(ref_results: dict, results: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- outputs
-def _canonical_order(preds: list[dict]) -> list[dict]:
-    """The order predictions are written in and evaluated in (COCOeval breaks score ties by order)."""
-    return sorted(preds, key=lambda p: (p["image_id"], -p["score"], p["category_id"], p["bbox"]))
-
-
-def _predictions_json(preds: list[dict]) -> str:
-    return "[" + ",\n".join(json.dumps(p, separators=(",", ":")) for p in preds) + "]\n"
-
-
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -171,7 +165,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
              quiet: bool = False) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
-    from validator.compare import changed_images, metric_deltas
+    from validator.compare import CHANGE_SCORE, changed_images, metric_deltas
     from validator.inference import run_models
     from validator.report import tables
 
@@ -183,6 +177,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     delegate = DelegateSpec.parse(settings.delegate) if settings.delegate else None
     ds = load_dataset(data, images, limit=settings.limit, skip_missing=skip_missing)
     sources = open_sources(list(models), list(predictions), ds, settings, threads, delegate)
+    writers: dict = {}
     try:
         hashes = dataset_hashes(ds, workers=max(2, workers))
         frames = size_mismatches(ds, workers=max(2, workers))
@@ -190,25 +185,44 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         cache = PredictionCache(cache_dir if use_cache else None)
         keys = {}
         for s in sources:
-            if s.kind != "model":
+            s.predictions_path = out.path(f"predictions/{s.name}.json")
+            if s.kind == "predictions":  # a results file: written out in our order
+                w = PredictionWriter(s.predictions_path)
+                for _, group in groupby(s.pending, key=lambda d: d["image_id"]):
+                    w.add(list(group))
+                s.num_predictions, s.pending = w.close(), None
                 continue
             keys[s.name] = cache_key(s.sha256, hashes["sha256"], image_ids, _cache_inputs(s, settings))
-            hit = cache.load(keys[s.name])
+            hit = cache.read(keys[s.name])
             if hit is not None:
-                s.predictions, s.timing, s.box_units = hit["predictions"], hit["timing"], hit.get("box_units")
-                s.dropped_detections = hit.get("dropped_detections", 0)
+                header, lines = hit
+                try:
+                    s.num_predictions = write_lines(s.predictions_path, lines)
+                except (OSError, EOFError, ValueError):  # a damaged entry is a miss
+                    s.num_predictions = -1
+                if s.num_predictions != header.get("count"):
+                    hit = None
+            if hit is not None:
+                s.timing, s.box_units = header["timing"], header.get("box_units")
+                s.dropped_detections = header.get("dropped_detections", 0)
+                s.proto_masks = bool(header.get("proto_masks"))
                 s.cached = True
-        run_models(sources, ds, settings, workers, quiet=quiet)
+            else:
+                writers[s.name] = PredictionWriter(s.predictions_path, cache.path(keys[s.name]))
+        run_models(sources, ds, settings, workers, writers, quiet=quiet)
         for s in sources:
-            if s.kind == "model" and not s.cached:
-                cache.store(keys[s.name], {"predictions": s.predictions, "timing": s.timing,
-                                           "box_units": s.box_units, "dropped_detections": s.dropped_detections})
+            w = writers.pop(s.name, None)
+            if w is None:
+                continue
+            s.proto_masks = bool(w.with_proto)
+            s.num_predictions = w.close({"format": 2, "timing": s.timing, "box_units": s.box_units,
+                                         "dropped_detections": s.dropped_detections,
+                                         "proto_masks": s.proto_masks})
 
         # Metrics are computed on exactly the predictions that are written (rounded, in written order).
-        for s in sources:
-            s.predictions = _canonical_order(s.predictions)
         results = {s.name: _evaluate(s, ds, settings) for s in sources}
         ref = reference(sources)
+        ref_compact = read_compact(ref.predictions_path, CHANGE_SCORE) if ref is not None else None
         rows = []
         for s in sources:
             row = {**s.describe(), "metrics": _metrics_dict(results[s.name], ds)}
@@ -224,7 +238,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                 deltas.append({"reference": ref.name, "model": s.name, "unit": "points (model - reference) x 100",
                                "metrics": metric_deltas(ref_row["metrics"], row["metrics"],
                                                         row.get("at_reference_confidence")),
-                               "changed_images": changed_images(ref.predictions, s.predictions, image_ids)})
+                               "changed_images": changed_images(
+                                   ref_compact, read_compact(s.predictions_path, CHANGE_SCORE), image_ids)})
         summary = {
             "qharness": __version__,
             "metric": settings.metric,
@@ -242,8 +257,6 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         timing = {s.name: {**s.timing, "cached": s.cached} for s in sources if s.kind == "model"}
         table_md = tables.markdown(summary, timing)
 
-        for s in sources:
-            out.write(f"predictions/{s.name}.json", _predictions_json(s.predictions))
         out.write("summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
         out.write("timing.json", json.dumps(timing, indent=2, sort_keys=True) + "\n")
         out.write("table.md", table_md)
@@ -251,6 +264,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         out.write("per_class.csv", tables.per_class_csv(summary))
         final = out.commit()
     finally:
+        for w in writers.values():
+            w.abort()
         out.abort()
     return Outcome(summary, timing, table_md, final)
 

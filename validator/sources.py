@@ -65,7 +65,10 @@ class Source:
     transform: InputTransform | None = None
     precision: str | None = None
     box_units: str | None = None
-    predictions: list[dict] = field(default_factory=list)
+    predictions_path: Path | None = None  # the results file (in the output staging folder once written)
+    num_predictions: int = 0
+    proto_masks: bool = False  # every detection also carries its mask on the prototype grid
+    pending: list[dict] | None = None  # a results file's checked detections, until written out
     timing: dict = field(default_factory=dict)
     nonfinite: dict = field(default_factory=dict)  # output name -> images with NaN/Inf
     dropped_detections: int = 0  # detections of model classes the dataset lacks
@@ -95,7 +98,7 @@ class Source:
             d["class_map"] = [cm.get(i) for i in range(n)]  # model class index -> category id (None: dropped)
             d["classes"] = {**self.class_map.describe(), "detections_dropped": self.dropped_detections}
         d["predictions"] = f"predictions/{self.name}.json"
-        d["num_predictions"] = len(self.predictions)
+        d["num_predictions"] = self.num_predictions
         if self.notes:
             d["notes"] = list(self.notes)
         return d
@@ -243,8 +246,11 @@ def load_predictions(spec: PredictionsSpec, ds: Dataset, name: str) -> Source:
     if doc and not out and dropped_cat:
         raise InputError(f"{p}: none of the detections' category ids ({sorted(unknown_cats)[:5]}) is a category "
                          f"of {ds.annotations_path}")
+    from validator.predictions import canonical
+
     src = Source(name=name, kind="predictions", path=p, sha256=sha256_file(p), role="predictions",
-                 label=f"Predictions ({name})", has_masks=with_masks, predictions=out, dropped_detections=dropped_cat)
+                 label=f"Predictions ({name})", has_masks=with_masks, pending=canonical(out),
+                 dropped_detections=dropped_cat)
     if dropped_cat:
         src.notes.append(f"{dropped_cat} detections of category ids not in the dataset dropped "
                          f"({sorted(unknown_cats)[:10]})")

@@ -186,6 +186,45 @@ def prepare_detections(
     return out
 
 
+def _faster_results(coco_gt: Any, detections: Iterable[Mapping[str, Any]], iou_type: IouType,
+                    image_ids: Sequence[int] | None) -> tuple[Any, list[dict[str, Any]]]:
+    """faster-coco-eval's results object built in one pass (what ``loadRes`` + ``prepare_detections`` do in
+    three): fresh annotation dicts with ``id`` (position + 1), ``area`` (the box's when there is a box,
+    as loadRes takes it, else the mask's) and ``iscrowd`` 0; image ids checked against the ground truth.
+    Values are used as given (no per-number conversion): a million ``float()`` calls were a tenth of an
+    evaluation at COCO scale."""
+    from faster_coco_eval import COCO
+    from pycocotools import mask as mask_utils
+
+    known = set(coco_gt.getImgIds())
+    keep = known if image_ids is None else set(image_ids)
+    seg = iou_type is IouType.SEGM
+    anns = []
+    for d in detections:
+        image_id = d["image_id"]
+        if image_id not in keep:
+            if image_id not in known:
+                raise ValueError(f"detection on image_id {image_id}, which is not in the ground truth")
+            continue
+        a = {"image_id": image_id, "category_id": d["category_id"], "score": d["score"], "id": len(anns) + 1,
+             "iscrowd": 0}
+        b = d.get("bbox")
+        if seg:
+            a["segmentation"] = dict(d["segmentation"])
+            if b is None:
+                b = [float(v) for v in mask_utils.toBbox(a["segmentation"])]
+                a["area"] = float(mask_utils.area(a["segmentation"]))
+        a["bbox"] = b
+        if "area" not in a:
+            a["area"] = b[2] * b[3]
+        anns.append(a)
+    res = COCO(print_function=_noop)
+    res.dataset = {"info": {}, "images": list(coco_gt.dataset["images"]), "annotations": anns,
+                   "categories": [dict(c) for c in coco_gt.dataset.get("categories", [])]}
+    res.createIndex()
+    return res, anns
+
+
 def _load_results(coco_gt: Any, dets: list[dict[str, Any]], backend: Backend) -> Any:
     """The results COCO object; an empty one by hand because pycocotools' loadRes fails on []."""
     if not dets:
@@ -219,7 +258,7 @@ class _Evaluated:
     stats: np.ndarray  # the 12 COCOeval.stats
     precision: np.ndarray  # eval['precision'], T x R x K x A x M
     params: Any
-    records: list[ImageMatches]
+    classes: dict[int, ClassMatches]  # IoU-0.50 / area "all" / maxDets 100 matches, pooled per class
 
 
 def _iou_index(params: Any, iou: float = MATCH_IOU) -> int:
@@ -239,7 +278,7 @@ def _run_pycocotools(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: lis
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, _pycocotools_records(ev))
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, collect(_pycocotools_records(ev)))
 
 
 def _pycocotools_records(ev: Any) -> list[ImageMatches]:
@@ -266,7 +305,8 @@ def _pycocotools_records(ev: Any) -> list[ImageMatches]:
     return records
 
 
-def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None) -> _Evaluated:
+def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None,
+                dets: list[dict] | None = None) -> _Evaluated:
     from faster_coco_eval import COCOeval_faster
 
     # Plain COCO: no LVIS rules, no split evaluate/accumulate, no extra (mIoU/mAUC) stats.
@@ -284,80 +324,77 @@ def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    records = _faster_records(ev, coco_gt, coco_dt)
-    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, records)
+    classes = _faster_classes(ev, coco_gt, coco_dt.dataset["annotations"] if dets is None else dets)
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, classes)
 
 
-def _faster_records(ev: Any, coco_gt: Any, coco_dt: Any) -> list[ImageMatches]:
-    """Per-image match records from faster-coco-eval.
+def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict]) -> dict[int, ClassMatches]:
+    """The IoU-0.50 / area "all" / maxDets 100 matches of one faster-coco-eval evaluation, per class.
 
-    Its per-image results stay in C++ (``ImageEvaluation`` has no Python accessors, ``evalImgs`` is never
-    filled); what comes back is ``eval['matched']``, the ``"dtId_gtId"`` pairs matched at *any* IoU
-    threshold and area range, which is not the IoU-0.50 / area-"all" matching. So the matching is run once
-    more with only that threshold, area range and maxDets (reusing the IoUs already computed): then
-    ``matched`` is exactly that matching. A detection matched to a crowd (ignored) GT is ignored; an
-    unmatched one is a false positive if it is among its image/class's top-maxDets by score (COCO's cap,
-    stable sort as COCO's) and its area is in range (always true for "all").
+    Its per-image results stay in C++ (``ImageEvaluation`` has no Python accessors) and its
+    ``eval['matched']`` mixes every threshold and area range. So the backend's own C++ matcher is called
+    once more on the datasets and IoUs the evaluation already prepared, with only that threshold, area range
+    and maxDets: its ``matched`` ("dtId_gtId") is then exactly that matching, at a fraction of an
+    evaluation's cost (no second COCOeval, no second preparation: masks are not encoded again). The rest is
+    array work: ``dets`` are the results in ``loadRes`` order (detection id = position + 1); a detection
+    matched to a crowd is ignored; an unmatched one is a false positive if it is among its image and class's
+    top ``maxDets`` by score (COCO's cap, stable order as COCO's C++ sort).
     """
-    from faster_coco_eval import COCOeval_faster
+    import copy
 
-    ious = ev.ious
+    import faster_coco_eval.faster_eval_api_cpp as _C
 
-    class _Replay(COCOeval_faster):
-        def computeIoU(self, imgId: int, catId: int):  # the backend's hook, hence its name
-            cached = ious.get((imgId, catId))
-            return super().computeIoU(imgId, catId) if cached is None else cached
-
-    p0 = ev.params
+    p0 = ev._paramsEval
     a0 = p0.areaRngLbl.index("all")
-    area_lo, area_hi = p0.areaRng[a0]
     max_det = p0.maxDets[-1]
-    rp = _Replay(coco_gt, coco_dt, ev.params.iouType, print_function=_noop)
-    p = rp.params
-    p.imgIds, p.catIds = list(p0.imgIds), list(p0.catIds)
+    p = copy.deepcopy(p0)
     p.iouThrs = np.array([p0.iouThrs[_iou_index(p0)]])
-    p.areaRng, p.areaRngLbl, p.maxDets = [[area_lo, area_hi]], ["all"], [max_det]
-    rp.evaluate()
-    rp.accumulate()
-    match = {int(dt): int(gt) for dt, gt in (key.split("_", 1) for key in rp.eval["matched"])}
+    p.areaRng, p.areaRngLbl, p.maxDets = [list(p0.areaRng[a0])], ["all"], [max_det]
+    ious = [[ev.ious[img, cat] for cat in p.catIds] for img in p.imgIds]
+    res = _C.COCOevalEvaluateAccumulate(p, ious, ev.gt_dataset, ev.dt_dataset, p.imgIds, p.catIds, bool(p.useCats))
+    matched = res["matched"]
 
-    cats = set(p.catIds)
-    gts: dict[tuple[int, int], list[dict]] = {}
-    dts: dict[tuple[int, int], list[dict]] = {}
-    for img in p.imgIds:
-        for g in coco_gt.imgToAnns.get(img, []):
-            if g["category_id"] in cats:
-                gts.setdefault((img, g["category_id"]), []).append(g)
-        for d in coco_dt.imgToAnns.get(img, []):
-            if d["category_id"] in cats:
-                dts.setdefault((img, d["category_id"]), []).append(d)
+    n = len(dets)
+    img = np.fromiter((d["image_id"] for d in dets), np.int64, n)
+    cat = np.fromiter((d["category_id"] for d in dets), np.int64, n)
+    score = np.fromiter((d["score"] for d in dets), np.float64, n)
+    gt_of = np.zeros(n, np.int64)  # matched GT id, 0 = none
+    if matched:
+        pairs = np.array([k.split("_", 1) for k in matched], dtype=np.int64)
+        gt_of[pairs[:, 0] - 1] = pairs[:, 1]
 
-    def gt_ignored(g: dict) -> bool:
-        return bool(g.get("iscrowd", 0)) or not area_lo <= g["area"] <= area_hi
+    anns = coco_gt.dataset["annotations"]
+    gt_id = np.fromiter((a["id"] for a in anns), np.int64, len(anns))
+    crowd_of = np.zeros(int(gt_id.max(initial=0)) + 1, bool)
+    crowd_of[gt_id] = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, len(anns))
+    ignored = (gt_of > 0) & crowd_of[gt_of]
 
-    records = []
-    for cat in p.catIds:
-        for img in p.imgIds:
-            g_list, d_list = gts.get((img, cat), []), dts.get((img, cat), [])
-            if not g_list and not d_list:
-                continue
-            order = np.argsort([-d["score"] for d in d_list], kind="mergesort")[:max_det]
-            d_list = [d_list[i] for i in order]
-            gt_of = [match.get(d["id"]) for d in d_list]
-            ignored = [
-                gt_ignored(coco_gt.anns[g]) if g is not None else not area_lo <= d["area"] <= area_hi
-                for d, g in zip(d_list, gt_of, strict=True)
-            ]
-            records.append(
-                ImageMatches(
-                    category_id=int(cat),
-                    scores=np.array([d["score"] for d in d_list], dtype=np.float64),
-                    matched=np.array([g is not None for g in gt_of], dtype=bool),
-                    ignored=np.array(ignored, dtype=bool),
-                    n_gt=sum(not gt_ignored(g) for g in g_list),
-                )
-            )
-    return records
+    cats = np.asarray(p.catIds, np.int64)
+    imgs = np.asarray(p.imgIds, np.int64)
+    keep = np.isin(img, imgs) & np.isin(cat, cats)
+    # rank of each detection within its (image, category) by descending score, ties in id order
+    order = np.lexsort((np.arange(n), -score, cat, img))
+    o_img, o_cat = img[order], cat[order]
+    start = np.r_[True, (o_img[1:] != o_img[:-1]) | (o_cat[1:] != o_cat[:-1])]
+    first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - first
+    keep &= (rank < max_det) & ~ignored
+
+    g_img = np.fromiter((a["image_id"] for a in anns), np.int64, len(anns))
+    g_cat = np.fromiter((a["category_id"] for a in anns), np.int64, len(anns))
+    g_ok = np.isin(g_img, imgs) & ~crowd_of[gt_id]
+    out: dict[int, ClassMatches] = {}
+    # per class in COCO's record order: images ascending, then score descending, ties in detection id order
+    idx = np.flatnonzero(keep)
+    by_cat = idx[np.lexsort((idx, -score[idx], img[idx], cat[idx]))]
+    k_cat, k_score, k_tp = cat[by_cat], score[by_cat], gt_of[by_cat] > 0
+    bounds = np.searchsorted(k_cat, cats, side="left"), np.searchsorted(k_cat, cats, side="right")
+    n_gt = {int(c): int(v) for c, v in zip(*np.unique(g_cat[g_ok], return_counts=True), strict=True)}
+    for c, lo, hi in zip(cats, *bounds, strict=True):
+        if hi > lo or n_gt.get(int(c), 0):
+            out[int(c)] = ClassMatches(k_score[lo:hi], k_tp[lo:hi], n_gt.get(int(c), 0))
+    return dict(sorted(out.items()))
 
 
 # ------------------------------------------------------------------------------------------ common
@@ -400,11 +437,13 @@ def evaluate(
     coco_gt = as_gt(gt, backend)
     gt_ids = coco_gt.getImgIds()
     img_ids = check_image_ids(image_ids, gt_ids)
-    dets = prepare_detections(detections, iou_type, gt_ids, img_ids)
-    coco_dt = _load_results(coco_gt, dets, backend)
-    runner = _run_faster if backend is Backend.FASTER else _run_pycocotools
-    run = runner(coco_gt, coco_dt, iou_type, img_ids)
-    classes = collect(run.records)
+    if backend is Backend.FASTER:
+        coco_dt, dets = _faster_results(coco_gt, detections, iou_type, img_ids)
+        run = _run_faster(coco_gt, coco_dt, iou_type, img_ids, dets)
+    else:
+        dets = prepare_detections(detections, iou_type, gt_ids, img_ids)
+        run = _run_pycocotools(coco_gt, _load_results(coco_gt, dets, backend), iou_type, img_ids)
+    classes = run.classes
     op = f1_operating_point(classes)
     return CocoResult(
         stats=_stats_dict(run.stats),

@@ -103,6 +103,12 @@ class OutputDir:
             (self.staging / MARKER).write_text(f"qharness {__version__} output folder\n")
         return self.staging
 
+    def path(self, rel: str) -> Path:
+        """Where ``rel`` goes in the staging folder (for files written as a stream)."""
+        p = self._stage() / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
     def write(self, rel: str, text: str) -> Path:
         p = self._stage() / rel
         p.parent.mkdir(parents=True, exist_ok=True)
