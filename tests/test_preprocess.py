@@ -257,3 +257,27 @@ def test_resample_modes_differ_only_when_resizing():
     a, _ = letterbox(img, (32, 32), ResizeMode.LETTERBOX, Resample.ANTIALIAS)
     b, _ = letterbox(img, (32, 32), ResizeMode.LETTERBOX, Resample.LINEAR)
     assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype,scale,zp,norm,rng", [
+    ("float32", 0, 0, None, None), ("float32", 0, 0, None, "-1,1"), ("float32", 0, 0, None, "0,255"),
+    ("float32", 0, 0, {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "source": "md"}, None),
+    ("float16", 0, 0, None, None), ("uint8", 1 / 128, 128, None, None), ("int8", 1 / 255, -128, None, None),
+    ("uint8", 0.00384, 0, None, None), ("int8", 0.0186, 10, None, None), ("uint8", 0, 0, None, None),
+    ("int8", 0, 0, None, None),
+])
+def test_input_maker_fast_paths_equal_the_lookup_table(layout, dtype, scale, zp, norm, rng):
+    """Whatever path the maker takes (float arithmetic, raw copy, int8 xor, table), the values are exactly
+    the transform's lookup table applied pixel by pixel."""
+    from validator.data.preprocess import InputMaker, choose_transform
+
+    canvas = np.random.default_rng(7).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    shape = (1, 3, 5, 7) if layout == "NCHW" else (1, 5, 7, 3)
+    spec = InputSpec("x", shape, dtype, layout, (5, 7), scale, zp)
+    t = choose_transform(spec, norm, rng)
+    got = InputMaker(spec, t)(canvas)
+    table = t.lut(spec)
+    want = np.stack([table[c][canvas[:, :, c]] for c in range(3)], axis=0 if layout == "NCHW" else 2)[None]
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

@@ -87,10 +87,49 @@ def result_dicts(src: Source, image_id: int, boxes: np.ndarray, scores, classes,
     return out
 
 
+def _input_key(s: Source) -> tuple:
+    """Models whose inputs are filled alike share one input per image (tensor names aside)."""
+    i = s.runner.input
+    return i.shape, i.dtype, i.layout, i.scale, i.zero_point, s.transform
+
+
+def _postprocess(s: Source, rec, frame_hw, spec, lb, outs: dict, settings, writer) -> None:
+    """One model's outputs on one image -> detections on the annotation's frame -> its results file."""
+    t0 = time.perf_counter()
+    for name, arr in outs.items():
+        if not np.isfinite(arr).all():
+            s.nonfinite[name] = s.nonfinite.get(name, 0) + 1
+            outs[name] = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if s.box_units in (None, BoxUnits.AUTO.value):  # END2END may need an image with detections
+        s.box_units = BoxUnits(resolve_box_units(s.contract, outs, spec.hw)).value
+    det = decode(s.contract, outs, spec.hw, conf=settings.conf, iou=settings.iou, max_det=settings.max_det,
+                 agnostic=settings.agnostic, box_units=s.box_units, multi_label=settings.multi_label)
+    boxes = boxes_to_original(det.boxes, lb, frame_hw, clip=settings.clip_boxes)
+    rles = proto = None
+    if s.has_masks and det.coefs is not None and det.protos is not None:
+        rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, frame_hw)
+        if settings.proto_masks:
+            proto = proto_grid_rles(det.protos, det.coefs, det.boxes, spec.hw)
+    writer.add(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles, proto))
+    s.timing["postprocess_s"] += time.perf_counter() - t0
+
+
+POSTPROCESS_AHEAD = 3  # images whose outputs may wait for postprocessing (bounds the memory it holds)
+
+
 def run_models(sources: list[Source], ds: Dataset, settings, workers: int, writers: dict, *,
                quiet: bool = False) -> None:
     """Run every model source without cached predictions over every image; each image's results go to the
-    source's writer (``writers[name]``, a :class:`validator.predictions.PredictionWriter`) as they come."""
+    source's writer (``writers[name]``, a :class:`validator.predictions.PredictionWriter`) as they come.
+
+    Three stages overlap: images are decoded and letterboxed ahead in a thread pool, the models run in
+    this thread, and their outputs are decoded (NMS, masks, results) in one postprocessing thread, in
+    image order, so results are the same as run one after the other. The runtimes and most numpy work
+    release the GIL, so on a 2-core machine postprocessing largely hides behind inference.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     todo = [s for s in sources if s.kind == "model" and not s.cached]
     if not todo:
         return
@@ -98,12 +137,14 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, write
     geometries = sorted({s.runner.input.hw for s in todo})
     makers: dict = {}
     for s in todo:
-        key = (s.runner.input, s.transform)
+        key = _input_key(s)
         if key not in makers:
             makers[key] = InputMaker(s.runner.input, s.transform)
         s.timing = {"preprocess_s": 0.0, "inference_s": 0.0, "postprocess_s": 0.0, "images": 0}
     wall0 = time.perf_counter()
-    with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress:
+    with Progress(len(ds.images), "validate", "images", quiet=quiet) as progress, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="postprocess") as post:
+        pending: deque = deque()
         images = _prepared(ds, geometries, mode, Resample(settings.resample), workers)
         for rec, decoded_hw, canvases, decode_s in images:
             frame_hw = (rec.height, rec.width)
@@ -115,34 +156,21 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, write
                 canvas, lb = canvases[spec.hw]
                 if mismatch:
                     lb = lb.rescaled(decoded_hw, frame_hw)
-                key = (spec, s.transform)
+                key = _input_key(s)
                 if key not in inputs:
                     inputs[key] = makers[key](canvas)
                 t1 = time.perf_counter()
                 outs = s.runner.run(inputs[key])
                 t2 = time.perf_counter()
-                for name, arr in outs.items():
-                    if not np.isfinite(arr).all():
-                        s.nonfinite[name] = s.nonfinite.get(name, 0) + 1
-                        outs[name] = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
-                if s.box_units in (None, BoxUnits.AUTO.value):  # END2END may need an image with detections
-                    s.box_units = BoxUnits(resolve_box_units(s.contract, outs, spec.hw)).value
-                det = decode(s.contract, outs, spec.hw, conf=settings.conf, iou=settings.iou,
-                             max_det=settings.max_det, agnostic=settings.agnostic, box_units=s.box_units,
-                             multi_label=settings.multi_label)
-                boxes = boxes_to_original(det.boxes, lb, frame_hw, clip=settings.clip_boxes)
-                rles = proto = None
-                if s.has_masks and det.coefs is not None and det.protos is not None:
-                    rles = masks_to_rles(det.protos, det.coefs, det.boxes, lb, frame_hw)
-                    if settings.proto_masks:
-                        proto = proto_grid_rles(det.protos, det.coefs, det.boxes, spec.hw)
-                writers[s.name].add(result_dicts(s, rec.id, boxes, det.scores, det.classes, rles, proto))
-                t3 = time.perf_counter()
+                pending.append(post.submit(_postprocess, s, rec, frame_hw, spec, lb, outs, settings, writers[s.name]))
                 s.timing["preprocess_s"] += decode_s + (t1 - t0)
                 s.timing["inference_s"] += t2 - t1
-                s.timing["postprocess_s"] += t3 - t2
                 s.timing["images"] += 1
+            while len(pending) > POSTPROCESS_AHEAD * len(todo):
+                pending.popleft().result()  # re-raises a postprocessing error here
             progress.update()
+        while pending:
+            pending.popleft().result()
     wall = time.perf_counter() - wall0
     for s in todo:
         s.timing["loop_wall_s"] = wall
