@@ -1,0 +1,53 @@
+"""Small helpers the quantizer modules share: hashing, the cache folder, peak memory, a quiet C++ stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$XDG_CACHE_HOME/qharness/...`` (default ``~/.cache/qharness/...``), the validator's cache root."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base, "qharness", *parts)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence fd 2 (LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' there), so
+    the command's stderr carries only its own progress and one-line messages."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
