@@ -87,7 +87,7 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings) -> dict:
             frames = _letterboxes(src, ds, settings) if t == "segm" else None
             out[t] = edgefirst.evaluate_edgefirst(ds.gt, preds, t, image_ids=image_ids, frames=frames)
         else:
-            out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids)
+            out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids, owned=True)
     return out
 
 
