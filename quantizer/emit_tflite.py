@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantizer.common import quiet_stderr
+from quantizer.common import quiet_stderr, sha256_bytes
 
 GRANULARITY = {"channel": "CHANNELWISE", "tensor": "TENSORWISE"}
 RECIPES = ("static_int8", "fp16", "dynamic_int8")
@@ -128,8 +128,21 @@ def signature(data: bytes) -> tuple[str, str, str]:
     return key, inputs[0], it.get_input_details()[0]["name"]
 
 
+_TEMPLATES: dict[tuple[str, str], dict] = {}
+
+
 def qsv_template(data: bytes, recipe: list[dict]) -> dict[str, dict]:
-    """The tensors ai-edge-quantizer wants ranges for (and their QSV shapes): one calibration call on zeros."""
+    """The tensors ai-edge-quantizer wants ranges for (and their QSV shapes): one calibration call on zeros,
+    made once per model and recipe (every strategy and sample count of a parent shares it)."""
+    memo = (sha256_bytes(data), json.dumps(recipe, sort_keys=True))
+    if memo not in _TEMPLATES:
+        if len(_TEMPLATES) >= 8:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        _TEMPLATES[memo] = _qsv_template(data, recipe)
+    return _TEMPLATES[memo]
+
+
+def _qsv_template(data: bytes, recipe: list[dict]) -> dict[str, dict]:
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer
 
