@@ -1,13 +1,154 @@
-"""`quantize` command line (not built yet: the quantizer issue delivers it)."""
+"""`quantize` command line: argument parsing and exit codes only; the work is in run.py.
+
+Exit codes as ``validate``: 0 ok · 2 usage or input error (one line on stderr naming the file and the
+problem, found before the long work where it can be) · 3 internal error (one line and the path of a saved
+traceback) · 130 interrupted. Progress goes to stderr, the summary table of what was built to stdout.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from quantizer.strategies import DEFAULT_BINS, MIN_WIDTH, parse_strategy
+
+LAYOUT_CHOICES = ("monolithic", "split")
+FORMAT_CHOICES = ("tflite", "onnx")
+GRANULARITY_CHOICES = ("channel", "tensor")
+IO_CHOICES = ("int8", "uint8")
+
+
+def _list(text: str, choices=None, what: str = "value") -> tuple[str, ...]:
+    items = []
+    for t in (t.strip() for t in text.split(",")):
+        if not t:
+            continue
+        if choices is not None and t not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {what} '{t}' (choose from {', '.join(choices)})")
+        if t not in items:
+            items.append(t)
+    if not items:
+        raise argparse.ArgumentTypeError(f"empty {what} list")
+    return tuple(items)
+
+
+def _samples(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(sorted({int(t) for t in _list(text, what="sample count")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--samples takes comma-separated integers, got '{text}'") from None
+    if vals[0] < 1:
+        raise argparse.ArgumentTypeError("--samples must be >= 1")
+    return vals
+
+
+def _strategies(text: str):
+    try:
+        parsed = [parse_strategy(t) for t in _list(text, what="strategy")]
+        return tuple({s.spec: s for s in parsed}.values())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="quantize",
+        description="Make INT8 variants of a float detector (TFLite via ai-edge-quantizer, ONNX QDQ via "
+                    "onnxruntime) under several calibration strategies from one streamed statistics pass; "
+                    "each variant gets a manifest, DIR/variants.json lists them (validate --manifest).",
+        epilog="Comma lists make the cross product of variants. ONNX -> TFLite needs the onnx2tf environment "
+               "once: python -m quantizer.convert setup.")
+    p.add_argument("--model", type=Path, required=True, help="float model: .onnx (YOLOv8/11 export) or .tflite")
+    p.add_argument("--calib", type=Path, required=True,
+                   help="calibration images: a folder of images or a COCO dataset (folder or annotation JSON)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the variants and variants.json")
+    p.add_argument("--samples", type=_samples, default=(200,),
+                   help="calibration image counts, e.g. 200,500 (the first N images of --calib; default 200)")
+    p.add_argument("--strategy", type=_strategies, default=_strategies("minmax"),
+                   help="minmax, percentile[:P] (default 99.99), entropy, mse; fp16 and dynamic make the "
+                        "uncalibrated reference rows (TFLite). Default: minmax")
+    p.add_argument("--granularity", type=lambda t: _list(t, GRANULARITY_CHOICES, "granularity"),
+                   default=("channel",), help="weight quantization: channel, tensor (default channel)")
+    p.add_argument("--io", type=lambda t: _list(t, IO_CHOICES, "input type"), default=("int8",),
+                   help="TFLite input type: int8 or uint8 (raw pixels); outputs are int8 (default int8)")
+    p.add_argument("--outputs", type=lambda t: _list(t, LAYOUT_CHOICES, "layout"), default=None,
+                   help="output layout of an ONNX model: split ([0,1] boxes, scores, coefficients, protos as "
+                        "separate outputs) and/or monolithic (as exported). Default: split")
+    p.add_argument("--format", type=lambda t: _list(t, FORMAT_CHOICES, "format"), default=("tflite",),
+                   help="tflite and/or onnx (QDQ) variants (default tflite)")
+    p.add_argument("--recipe", default="static_int8",
+                   help="ai-edge-quantizer recipe JSON for the TFLite INT8 variants (default: the packaged "
+                        "static_int8: int8 activations and weights)")
+    a = p.add_argument_group("advanced")
+    a.add_argument("--check-images", type=int, default=8,
+                   help="held-out images (after the calibration ones) for each variant's SQNR check (default 8)")
+    a.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"histogram bins (default {DEFAULT_BINS})")
+    a.add_argument("--min-range", type=float, default=MIN_WIDTH,
+                   help=f"minimum activation range width (default {MIN_WIDTH})")
+    a.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox")
+    a.add_argument("--resample", choices=["antialias", "linear"], default="antialias",
+                   help="resize filter, as validate's --resample (default antialias)")
+    a.add_argument("--stats-dir", type=Path, help="where statistics are cached (default ~/.cache/qharness/calibration)")
+    a.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    a.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _crash_file() -> Path:
+    fd, name = tempfile.mkstemp(prefix=f"qharness-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+    os.close(fd)
+    return Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("quantize: not available yet in this version of qharness", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.check_images < 0 or args.bins < 256 or args.bins % 2 or not 0 < args.min_range < 1:
+        parser.error("need --check-images >= 0, an even --bins >= 256 and 0 < --min-range < 1")
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    try:
+        from quantizer.convert import ConverterMissing
+        from quantizer.run import Options, run
+        from validator.errors import InputError
+
+        opts = Options(model=args.model, calib=args.calib, out=args.out, samples=args.samples,
+                       strategies=args.strategy, granularities=args.granularity, ios=args.io,
+                       layouts=args.outputs, formats=args.format, recipe=args.recipe,
+                       check_images=args.check_images, bins=args.bins, min_width=args.min_range,
+                       resize=args.resize, resample=args.resample, stats_dir=args.stats_dir, threads=args.threads,
+                       quiet=args.quiet)
+        outcome = run(opts, log)
+    except (InputError, ConverterMissing) as e:
+        print(f"quantize: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantize: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error: one line and the traceback saved  # noqa: BLE001
+        from quantizer.run import tool_versions
+
+        try:
+            crash = _crash_file()
+            crash.write_text(f"quantize {tool_versions()['qharness']}\nargv: {sys.argv if argv is None else argv}"
+                             f"\n\n" + traceback.format_exc())
+            where = f"traceback saved to {crash}"
+        except OSError:
+            where = "traceback could not be saved"
+        msg = " ".join(str(e).split())[:300]
+        print(f"quantize: internal error: {type(e).__name__}: {msg} ({where}; please report it)", file=sys.stderr)
+        return 3
+    sys.stdout.write(outcome.table)
+    print(f"variants and manifests in {args.out}/ (index: {outcome.index})")
+    return 0
 
 
 if __name__ == "__main__":
