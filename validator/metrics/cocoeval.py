@@ -20,6 +20,7 @@ every number we report, as Ultralytics' own COCO evaluation of seg models does t
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +78,8 @@ class CocoResult:
     backend: Backend
     metric: Metric = Metric.COCO
     classes: dict[int, ClassMatches] | None = field(default=None, repr=False, compare=False)  # IoU-0.5 matches
+    resampler: Any = field(default=None, repr=False, compare=False)  # for the bootstrap (evaluate(resample=))
+    curves: dict | None = field(default=None, repr=False, compare=False)  # precision at recall 0:.01:1
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -265,6 +268,7 @@ class _Evaluated:
     precision: np.ndarray  # eval['precision'], T x R x K x A x M
     params: Any
     classes: dict[int, ClassMatches]  # IoU-0.50 / area "all" / maxDets 100 matches, pooled per class
+    resampler: Any = None  # validator.metrics.bootstrap.Resampler when asked for
 
 
 def _iou_index(params: Any, iou: float = MATCH_IOU) -> int:
@@ -312,7 +316,7 @@ def _pycocotools_records(ev: Any) -> list[ImageMatches]:
 
 
 def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None,
-                dets: list[dict] | None = None) -> _Evaluated:
+                dets: list[dict] | None = None, resample: bool = False) -> _Evaluated:
     from faster_coco_eval import COCOeval_faster
 
     # Plain COCO: no LVIS rules, no split evaluate/accumulate, no extra (mIoU/mAUC) stats.
@@ -323,18 +327,28 @@ def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int
         print_function=_noop,
         extra_calc=False,
         lvis_style=False,
-        separate_eval=False,
+        separate_eval=resample,  # keeps the per-image evaluations for the bootstrap (same numbers)
     )
     if img_ids is not None:
         ev.params.imgIds = img_ids
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    classes = _faster_classes(ev, coco_gt, coco_dt.dataset["annotations"] if dets is None else dets)
-    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, classes)
+    dets = coco_dt.dataset["annotations"] if dets is None else dets
+    classes, arrays = _faster_classes(ev, coco_gt, dets, keep_arrays=resample)
+    resampler = None
+    if resample:
+        from validator.metrics.bootstrap import Resampler
+
+        p = ev._paramsEval
+        handles = np.empty(len(ev._evalImgs_cpp), dtype=object)
+        handles[:] = ev._evalImgs_cpp
+        grid = handles.reshape(len(p.catIds), len(p.areaRng), len(p.imgIds))
+        resampler = Resampler(grid, copy.deepcopy(p), [int(c) for c in p.catIds], **arrays)
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, classes, resampler)
 
 
-def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict]) -> dict[int, ClassMatches]:
+def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool = False):
     """The IoU-0.50 / area "all" / maxDets 100 matches of one faster-coco-eval evaluation, per class.
 
     Its per-image results stay in C++ (``ImageEvaluation`` has no Python accessors) and its
@@ -345,9 +359,10 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict]) -> dict[int, ClassM
     array work: ``dets`` are the results in ``loadRes`` order (detection id = position + 1); a detection
     matched to a crowd is ignored; an unmatched one is a false positive if it is among its image and class's
     top ``maxDets`` by score (COCO's cap, stable order as COCO's C++ sort).
-    """
-    import copy
 
+    Returns ``(classes, arrays)``; ``arrays`` (with ``keep_arrays``) are the counted detections and the
+    non-crowd ground truth with their image index, for :class:`validator.metrics.bootstrap.Resampler`.
+    """
     import faster_coco_eval.faster_eval_api_cpp as _C
 
     p0 = ev._paramsEval
@@ -400,7 +415,11 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict]) -> dict[int, ClassM
     for c, lo, hi in zip(cats, *bounds, strict=True):
         if hi > lo or n_gt.get(int(c), 0):
             out[int(c)] = ClassMatches(k_score[lo:hi], k_tp[lo:hi], n_gt.get(int(c), 0))
-    return dict(sorted(out.items()))
+    arrays = None
+    if keep_arrays:
+        arrays = {"det_image": np.searchsorted(imgs, img[by_cat]), "det_cat": k_cat, "det_score": k_score,
+                  "det_tp": k_tp, "gt_image": np.searchsorted(imgs, g_img[g_ok]), "gt_cat": g_cat[g_ok]}
+    return dict(sorted(out.items())), arrays
 
 
 # ------------------------------------------------------------------------------------------ common
@@ -408,6 +427,28 @@ def _mean_valid(s: np.ndarray) -> float | None:
     """COCO's summarize average: mean over entries > -1, None (COCO's -1) if there are none."""
     valid = s[s > -1]
     return float(np.mean(valid)) if valid.size else None
+
+
+def _curves(run: _Evaluated) -> dict:
+    """Interpolated precision at recall 0:0.01:1 (area all, maxDets 100), for the report's PR curves:
+    ``{"recall": [...], "precision": {"0.50": [...], "0.50:0.95": [...]}, "per_class": {cat: {"0.50": [...]}}}``,
+    means over classes (and thresholds) of the defined values, -1 where none is defined."""
+    p = run.params
+    a = p.areaRngLbl.index("all")
+    m = p.maxDets.index(100) if 100 in p.maxDets else len(p.maxDets) - 1
+    t = _iou_index(p)
+    prec = np.asarray(run.precision)[:, :, :, a, m]  # T x R x K
+
+    def mean_over(x: np.ndarray, axes: tuple) -> list[float]:
+        valid = x > -1
+        n = valid.sum(axis=axes)
+        s = np.where(valid, x, 0).sum(axis=axes)
+        return [round(float(v), 6) for v in np.where(n > 0, s / np.maximum(n, 1), -1.0)]
+
+    return {"recall": [round(float(r), 2) for r in p.recThrs],
+            "precision": {"0.50": mean_over(prec[t], (1,)), "0.50:0.95": mean_over(prec, (0, 2))},
+            "per_class": {int(c): {"0.50": [round(float(v), 6) for v in prec[t, :, k]]}
+                          for k, c in enumerate(p.catIds)}}
 
 
 def _stats_dict(stats: np.ndarray) -> dict[str, float | None]:
@@ -434,12 +475,14 @@ def evaluate(
     backend: Backend | str = Backend.FASTER,
     image_ids: Sequence[int] | None = None,
     owned: bool = False,
+    resample: bool = False,
 ) -> CocoResult:
     """COCO evaluation of ``detections`` against ``gt`` (path, dict, or ``load_gt`` object of ``backend``).
 
     ``image_ids`` restricts the evaluation to those images (``--limit``); detections elsewhere are dropped.
     An empty detection list is valid: AP 0 wherever there is GT. ``owned``: the detection dicts may be
     modified (``validate`` reads them from the results file for this call), which saves copying them.
+    ``resample``: keep what the bootstrap needs (faster-coco-eval backend only; None otherwise).
     """
     backend, iou_type = Backend(backend), IouType(iou_type)
     coco_gt = as_gt(gt, backend)
@@ -447,7 +490,7 @@ def evaluate(
     img_ids = check_image_ids(image_ids, gt_ids)
     if backend is Backend.FASTER:
         coco_dt, dets = _faster_results(coco_gt, detections, iou_type, img_ids, owned)
-        run = _run_faster(coco_gt, coco_dt, iou_type, img_ids, dets)
+        run = _run_faster(coco_gt, coco_dt, iou_type, img_ids, dets, resample=resample)
     else:
         dets = prepare_detections(detections, iou_type, gt_ids, img_ids)
         run = _run_pycocotools(coco_gt, _load_results(coco_gt, dets, backend), iou_type, img_ids)
@@ -463,4 +506,6 @@ def evaluate(
         iou_type=iou_type,
         backend=backend,
         classes=classes,
+        resampler=run.resampler,
+        curves=_curves(run),
     )
