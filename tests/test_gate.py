@@ -568,3 +568,16 @@ def test_example_gate_passes_published_int8_and_fails_a_broken_one():
     v = evaluate_gate(g, seed_summary(float_m, (45.0, 25.75, 42.0)))  # a 10-point mAP50-95 loss
     assert not v.passed
     assert any(r.metric == "mAP50_95" and r.kind == "max_drop" for r in v.failed)
+
+
+def test_example_workflow_gates_and_publishes():
+    yaml = pytest.importorskip("yaml")
+    wf = yaml.safe_load((ROOT / "examples" / "nightly.yml").read_text())
+    steps = wf["jobs"]["gate"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert "--gate examples/gate.toml" in runs and "--baseline last-accepted" in runs and "quantize --model" in runs
+    uploads = [s for s in steps if "upload-artifact" in s.get("uses", "")]
+    uploaded = "\n".join(str(s["with"]["path"]) for s in uploads)
+    assert "report.html" in uploaded and "junit.xml" in uploaded
+    cached = [s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")]
+    assert "${{ env.CACHE }}" in cached and "build/history" in cached
