@@ -296,15 +296,22 @@ def test_ci_unpaired_arrays_are_a_caller_bug():
 
 
 def test_ci_mean_recall_uses_the_paired_samples():
+    # as validator.metrics.bootstrap.resampled gives them: a compared model's mean_recall is paired (at the
+    # reference's operating point); its own-optimum recall, if given, is mean_recall_own
     s = make_summary()
     t = np.linspace(-0.01, 0.01, 201)
     samples = {"float": {"bbox": {"mean_recall": 0.60 + t}},
-               "int8": {"bbox": {"mean_recall": 0.61 + t, "mean_recall_paired": 0.595 + t}}}
+               "int8": {"bbox": {"mean_recall": 0.595 + t, "mean_recall_own": 0.61 + 2 * t}}}
     r = one(evaluate_gate(gate({"kind": "max_drop", "metric": "mean_recall", "limit": 1}), s, samples=samples))
     assert r.value == 0.5 and r.ci == (0.5, 0.5)
-    del samples["int8"]["bbox"]["mean_recall_paired"]
-    r = one(evaluate_gate(gate({"kind": "max_drop", "metric": "mean_recall", "limit": 1}), s, samples=samples))
-    assert r.ci is None and r.outside_noise is None and r.passed is True  # no paired samples: no CI
+    r = one(evaluate_gate(gate({"kind": "min_value", "metric": "mean_recall", "limit": 60}), s, samples=samples))
+    assert r.value == 61.0 and r.ci == (59.1, 62.9)  # from mean_recall_own: 61 + 200 * t
+    r = one(evaluate_gate(gate({"kind": "min_value", "metric": "mean_recall", "limit": 59, "model": "float"}), s,
+                          samples=samples))
+    assert r.value == 60.0 and r.ci == (59.05, 60.95)  # the reference's own samples
+    del samples["int8"]["bbox"]["mean_recall_own"]
+    r = one(evaluate_gate(gate({"kind": "min_value", "metric": "mean_recall", "limit": 60}), s, samples=samples))
+    assert r.ci is None and r.outside_noise is None and r.passed is True  # never the paired samples
 
 
 def test_ci_min_value_and_regression():
@@ -581,3 +588,55 @@ def test_example_workflow_gates_and_publishes():
     assert "report.html" in uploaded and "junit.xml" in uploaded
     cached = [s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")]
     assert "${{ env.CACHE }}" in cached and "build/history" in cached
+
+
+def test_samples_from_the_bootstrap_module_fit(shapes_small):
+    """The interface end to end: validator.metrics.bootstrap.resampled per iou_type gives evaluate_gate's samples."""
+    from validator.metrics import cocoeval as ce
+    from validator.metrics.bootstrap import resample_indices, resampled
+
+    gt = json.loads((shapes_small / "annotations.json").read_text())
+    rng = np.random.default_rng(0)
+    ids = [im["id"] for im in gt["images"]]
+
+    def dets(jitter, keep):
+        out = []
+        for a in gt["annotations"]:
+            if rng.random() > keep:
+                continue
+            x, y, w, h = a["bbox"]
+            j = rng.normal(0, jitter * max(w, h), 2)
+            out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": [x + j[0], y + j[1], w, h],
+                        "score": round(float(rng.uniform(0.05, 1)), 5)})
+        return ce.prepare_detections(out, ce.IouType.BBOX, ids)
+
+    res = {"f": ce.evaluate(gt, dets(0.03, 0.95), "bbox", resample=True),
+           "q": ce.evaluate(gt, dets(0.12, 0.85), "bbox", resample=True)}
+
+    def model(name):
+        r = res[name]
+        pc = {str(c): {"name": str(c), "n_gt": v["n_gt"], "AP50": v["AP50"], "AP50_95": v["AP50_95"]}
+              for c, v in r.per_class.items()}
+        return {"name": name, "metrics": {"bbox": {**r.stats, "mean_recall": r.mean_recall, "per_class": pc}}}
+
+    f, q = res["f"].stats, res["q"].stats
+    summary = {"metric": "coco", "dataset": {"sha256": "x"}, "models": [model("f"), model("q")],
+               "deltas": [{"reference": "f", "model": "q",
+                           "metrics": {"bbox": {"mAP50_95": round(100 * (q["mAP50_95"] - f["mAP50_95"]), 4)}}}]}
+    g = gate({"kind": "max_drop", "metric": "mAP50_95", "limit": 1},
+             {"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 5, "limit": 30},
+             {"kind": "min_value", "metric": "mAP50", "limit": 10},
+             {"kind": "max_drop", "metric": "mean_recall", "limit": 50})
+    idx = resample_indices(len(ids), 200, 0)
+    per_model = resampled({n: r.resampler for n, r in res.items()}, "f", idx)
+    samples = {n: {"bbox": s} for n, s in per_model.items()}
+    v = evaluate_gate(g, summary, samples=samples)
+    assert v.resamples == 200
+    drop, cls, floor, recall = v.results
+    assert drop.value > 1 and drop.ci is not None and drop.ci[0] <= drop.value <= drop.ci[1]
+    assert cls.ci is not None and floor.ci is not None and recall.ci is not None
+    assert floor.ci[0] <= floor.value <= floor.ci[1]
+    # the same seed gives the same verdict, byte for byte
+    again = resampled({n: r.resampler for n, r in res.items()}, "f", resample_indices(len(ids), 200, 0))
+    v2 = evaluate_gate(g, summary, samples={n: {"bbox": s} for n, s in again.items()})
+    assert json.dumps(v2.to_dict()) == json.dumps(v.to_dict())

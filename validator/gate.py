@@ -69,10 +69,13 @@ The caller resamples images (``gate.bootstrap``: B resamples, seed) and passes t
 each resample; the same resampled image sets for every model, so model differences are paired::
 
     samples[model_name][iou_type][metric] -> np.ndarray (B,)      # fractions; NaN where undefined
-    samples[model_name][iou_type]["mean_recall_paired"] -> (B,)   # compared models: recall at the
-                                                                  # reference's F1-optimal confidence
-                                                                  # of the same resample
     samples[model_name][iou_type]["per_class"][cat_id]["AP50" | "AP50_95"] -> (B,)   # cat_id int or str
+
+i.e. for each iou_type, ``validator.metrics.bootstrap.resampled(...)`` of that evaluation. As there,
+``mean_recall`` of a compared model is its recall at the reference's F1-optimal confidence of the same
+resample (paired, like the Mean Recall delta), and the reference's is at its own optimum. A compared
+model's recall at its own optimum (what ``min_value`` and ``max_regression`` of ``mean_recall`` check) is
+optional, under ``"mean_recall_own"``; without it those two checks get no CI.
 
 Each check's CI is the percentile interval, at ``confidence``, of its own quantity computed per resample
 (e.g. ``100 * (float - int8)`` for a drop; the worst eligible class per resample for a class drop; against a
@@ -551,6 +554,13 @@ def _sample(samples: Mapping | None, model: str, iou: str, metric: str) -> np.nd
     return None if v is None else np.asarray(v, dtype=np.float64).ravel()
 
 
+def _own_sample(samples: Mapping | None, model: str, iou: str, metric: str, compared: bool) -> np.ndarray | None:
+    """Samples of the model's own value: a compared model's ``mean_recall`` samples are paired, not its own."""
+    if metric == "mean_recall" and compared:
+        return _sample(samples, model, iou, "mean_recall_own")
+    return _sample(samples, model, iou, metric)
+
+
 def _class_sample(samples: Mapping | None, model: str, iou: str, cid: int, metric: str) -> np.ndarray | None:
     if samples is None:
         return None
@@ -643,7 +653,7 @@ def _evaluate(check: Check, name: str, summary: Mapping, models: Mapping, deltas
     def drop_samples(delta: Mapping) -> np.ndarray | None:
         ref = delta["reference"]
         a = _sample(samples, ref, iou, metric)
-        b = _sample(samples, name, iou, "mean_recall_paired" if metric == "mean_recall" else metric)
+        b = _sample(samples, name, iou, metric)  # a compared model's mean_recall samples are the paired ones
         if a is None or b is None:
             return None
         _paired(a, b, f"{ref} and {name} {iou} {metric}")
@@ -706,7 +716,7 @@ def _evaluate(check: Check, name: str, summary: Mapping, models: Mapping, deltas
             if _metrics_of(model, iou) is None:
                 return skipped(f"{name} has no {what} metrics")
             return skipped(f"{metric} ({iou}) is undefined for {name}")
-        s = _sample(samples, name, iou, metric)
+        s = _own_sample(samples, name, iou, metric, name in deltas)
         return done(_r4(100 * v), None if s is None else 100.0 * s)
 
     # max_regression
@@ -724,7 +734,7 @@ def _evaluate(check: Check, name: str, summary: Mapping, models: Mapping, deltas
         if b is None or c is None:
             where = "the baseline" if b is None else "this run"
             return skipped(f"{metric} ({iou}) is undefined for {name} in {where}")
-        s = _sample(samples, name, iou, metric)
+        s = _own_sample(samples, name, iou, metric, name in deltas)
         detail = f"baseline {100 * b:.2f} %, now {100 * c:.2f} %"
         return done(_r4(100 * (b - c)), None if s is None else 100.0 * (b - s), detail)
     bdelta = {d["model"]: d for d in baseline.get("deltas", []) or []}.get(name)
