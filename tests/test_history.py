@@ -118,6 +118,8 @@ def test_bad_files(tmp_path):
         history.runs(tmp_path / "nope.sqlite")
     with pytest.raises(InputError, match=r"nope.sqlite: no such history file"):
         history.last_accepted(tmp_path / "nope.sqlite")
+    assert history.last_accepted(tmp_path / "nope.sqlite", missing_ok=True) is None  # the first nightly run
+    assert not (tmp_path / "nope.sqlite").exists()
     text = tmp_path / "notes.txt"
     text.write_text("hello, not a database at all\n")
     for fn in (history.runs, history.trend_table, lambda p: history.append(p, rec())):

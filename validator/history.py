@@ -404,8 +404,11 @@ def runs(db_path: str | Path, limit: int | None = None, *, with_summary: bool = 
 
 
 def last_accepted_run(db_path: str | Path, *, like: Mapping | None = None, dataset_sha256: str | None = None,
-                      metric: str | None = None, models: Iterable[str] | None = None) -> dict | None:
+                      metric: str | None = None, models: Iterable[str] | None = None,
+                      missing_ok: bool = False) -> dict | None:
     """The newest accepted run (as ``runs`` gives it, with ``summary``) matching the filters, else None.
+
+    ``missing_ok``: a history file that does not exist yet (the first run) gives None instead of an error.
 
     ``like``: a summary.json dict; the run must share its dataset sha256, its ``metric`` and hold every model
     it compares (its ``deltas`` models and their references; every model when it has no deltas).
@@ -418,6 +421,8 @@ def last_accepted_run(db_path: str | Path, *, like: Mapping | None = None, datas
             ds = like.get("deltas") or []
             models = ({d["model"] for d in ds} | {d["reference"] for d in ds}) if ds else \
                 {m["name"] for m in like.get("models", [])}
+    if missing_ok and not Path(db_path).exists():
+        return None
     want = set(models) if models is not None else set()
     cols = ", ".join(_RUN_COLUMNS) + ", summary"
 
@@ -443,9 +448,11 @@ def last_accepted_run(db_path: str | Path, *, like: Mapping | None = None, datas
 
 
 def last_accepted(db_path: str | Path, *, like: Mapping | None = None, dataset_sha256: str | None = None,
-                  metric: str | None = None, models: Iterable[str] | None = None) -> dict | None:
+                  metric: str | None = None, models: Iterable[str] | None = None,
+                  missing_ok: bool = False) -> dict | None:
     """The summary.json dict of the newest accepted run (``evaluate_gate(..., baseline=...)``), else None."""
-    run = last_accepted_run(db_path, like=like, dataset_sha256=dataset_sha256, metric=metric, models=models)
+    run = last_accepted_run(db_path, like=like, dataset_sha256=dataset_sha256, metric=metric, models=models,
+                            missing_ok=missing_ok)
     return None if run is None else run["summary"]
 
 
