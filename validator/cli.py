@@ -1,7 +1,8 @@
 """`validate` command line: argument parsing only; the work is in run.py.
 
-Exit codes: 0 ok · 1 a gate failed (and nothing else) · 2 usage or input error (one line on stderr naming the
-file and the problem) · 3 internal error (one line and the path of a saved traceback) · 130 interrupted.
+Exit codes: 0 ok (or the gate passed) · 1 a gate failed (and nothing else) · 2 usage or input error (one line
+on stderr naming the file and the problem) · 3 internal error (one line and the path of a saved traceback) ·
+130 interrupted.
 No exception ever reaches the user as a traceback.
 """
 
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-cache", action="store_true", help="ignore cached predictions and run inference")
     e.add_argument("--cache-dir", type=Path, help="prediction cache (default: ~/.cache/qharness)")
     e.add_argument("--quiet", action="store_true", help="no progress output")
+    g = p.add_argument_group("gate and history (nightly CI)")
+    g.add_argument("--gate", type=Path, help="checks as data (TOML, see examples/gate.toml): exit 1 when one fails; "
+                                             "writes junit.xml, and the verdict to $GITHUB_STEP_SUMMARY when set")
+    g.add_argument("--baseline", metavar="SUMMARY.json|last-accepted",
+                   help="the accepted run to compare with (max_regression checks): a summary.json, or "
+                        "last-accepted from --history")
+    g.add_argument("--history", type=Path, help="append this run to a SQLite history (see: validate history)")
     r = p.add_argument_group("execution")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads running ahead (default 2)")
     r.add_argument("--threads", type=int, help="inference threads per model (default: runtime's choice)")
@@ -104,9 +112,35 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def history_main(argv: list[str]) -> int:
+    """``validate history --db FILE``: the trend table on stdout and a trend plot."""
+    p = argparse.ArgumentParser(prog="validate history", description="Print the trend of recorded runs and plot it.")
+    p.add_argument("--db", type=Path, required=True, help="the history database (--history of validate)")
+    p.add_argument("--metric", action="append", default=None,
+                   help="metric keys or patterns to show, e.g. '*/bbox/mAP50_95' (repeatable)")
+    p.add_argument("--last", type=int, default=20, help="runs in the table (default 20)")
+    p.add_argument("--plot", type=Path, help="trend plot PNG (default: trend.png beside the database)")
+    args = p.parse_args(argv)
+    from validator import history
+
+    try:
+        if not args.db.exists():
+            raise InputError(f"{args.db}: history database not found")
+        sys.stdout.write(history.trend_table(args.db, args.metric, last=args.last))
+        plot = history.trend_plot(args.db, args.plot or args.db.with_name("trend.png"), args.metric)
+    except InputError as e:
+        print(f"validate history: error: {e}", file=sys.stderr)
+        return 2
+    print(f"\ntrend plot: {plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["history"]:
+        return history_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(_join_negative_values(argv))
     if not (args.float_model or args.int8_models or args.models or args.predictions):
         parser.error("give at least one model or results file: --float, --int8, --model or --predictions")
     if args.limit is not None and args.limit < 1:
@@ -116,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     reserved = None
     try:
         from validator.report.outputs import reserve_default
-        from validator.run import ModelSpec, PredictionsSpec, Settings, validate
+        from validator.run import GateOptions, ModelSpec, PredictionsSpec, Settings, validate
 
         specs = []
         if args.float_model:
@@ -136,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             out = reserved = reserve_default(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
         outcome = validate(specs, args.data, args.images, out, settings, predictions=preds, workers=args.workers,
                            threads=args.threads, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-                           skip_missing=args.skip_missing, quiet=args.quiet)
+                           skip_missing=args.skip_missing, quiet=args.quiet,
+                           gating=GateOptions(args.gate, args.baseline, args.history))
     except InputError as e:
         _release(reserved)
         print(f"validate: error: {e}", file=sys.stderr)
@@ -161,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ds = outcome.summary["dataset"]
     extra = f", {ds['missing_images']} missing images skipped" if ds["missing_images"] else ""
     print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/")
-    return 0
+    if outcome.verdict is not None:
+        print(outcome.verdict.headline)
+    return outcome.exit_code
 
 
 def _release(reserved: Path | None) -> None:

@@ -14,15 +14,16 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from pathlib import Path
 
-from validator import __version__
+from validator import __version__, nightly
 from validator.cache import PredictionCache, cache_key, default_cache_dir
 from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
+from validator.nightly import GateOptions
 from validator.predictions import PredictionWriter, read_compact, read_predictions, write_lines
 from validator.report.outputs import OutputDir, check_cache_dir
 from validator.runners import DelegateSpec
 from validator.sources import ModelSpec, PredictionsSpec, Source, open_sources, reference
 
-__all__ = ["METRIC_DECIMALS", "ModelSpec", "Outcome", "PredictionsSpec", "Settings", "validate"]
+__all__ = ["METRIC_DECIMALS", "GateOptions", "ModelSpec", "Outcome", "PredictionsSpec", "Settings", "validate"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _r(v):
     return round(v, METRIC_DECIMALS) if math.isfinite(v) else None
 
 
-def _evaluate(src: Source, ds: Dataset, settings: Settings) -> dict:
+def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = False) -> dict:
     """{iou_type: CocoResult}: bbox always, segm when the source has masks. The source's detections are
     read from its results file for this call only (one model's detections in memory at a time)."""
     from validator.metrics import cocoeval, compat
@@ -87,7 +88,8 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings) -> dict:
             frames = _letterboxes(src, ds, settings) if t == "segm" else None
             out[t] = edgefirst.evaluate_edgefirst(ds.gt, preds, t, image_ids=image_ids, frames=frames)
         else:
-            out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids, owned=True)
+            out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids, owned=True,
+                                       resample=resample)
     return out
 
 
@@ -153,6 +155,11 @@ class Outcome:
     timing: dict
     table_md: str
     out_dir: Path
+    verdict: object | None = None  # validator.gate.Verdict of a gated run
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict is None else self.verdict.exit_code
 
 
 def _cache_inputs(src: Source, settings: Settings) -> dict:
@@ -163,7 +170,7 @@ def _cache_inputs(src: Source, settings: Settings) -> dict:
 def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: Path, settings: Settings, *,
              predictions: list[PredictionsSpec] = (), workers: int = 1, threads: int | None = None,
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
-             quiet: bool = False) -> Outcome:
+             quiet: bool = False, gating: GateOptions | None = None) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
     from validator.compare import CHANGE_SCORE, changed_images, metric_deltas
     from validator.inference import run_models
@@ -171,6 +178,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
 
     out = OutputDir(out_dir)
     out.check()
+    plan = nightly.prepare(gating or GateOptions())
     cache_dir = cache_dir or default_cache_dir()
     if use_cache:
         check_cache_dir(cache_dir)
@@ -220,7 +228,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                                          "proto_masks": s.proto_masks})
 
         # Metrics are computed on exactly the predictions that are written (rounded, in written order).
-        results = {s.name: _evaluate(s, ds, settings) for s in sources}
+        resample = plan.resamples > 0 and settings.metric == "coco" and settings.backend == "faster-coco-eval"
+        results = {s.name: _evaluate(s, ds, settings, resample) for s in sources}
         ref = reference(sources)
         ref_compact = read_compact(ref.predictions_path, CHANGE_SCORE) if ref is not None else None
         rows = []
@@ -254,10 +263,17 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
             "deltas": deltas,
             "timing": "timing.json",
         }
+        verdict = nightly.judge(plan, summary, nightly.samples_for(plan, results, ref.name if ref else None,
+                                                                   len(ds.images)))
+        if verdict is not None:
+            summary["gate"] = verdict.to_dict()
         timing = {s.name: {**s.timing, "cached": s.cached} for s in sources if s.kind == "model"}
         table_md = tables.markdown(summary, timing)
 
-        out.write("summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        summary_text = json.dumps(summary, indent=2, sort_keys=False) + "\n"
+        out.write("summary.json", summary_text)
+        if verdict is not None:
+            out.write("junit.xml", nightly.junit(plan, verdict))
         out.write("timing.json", json.dumps(timing, indent=2, sort_keys=True) + "\n")
         out.write("table.md", table_md)
         out.write("table.csv", tables.csv_table(summary))
@@ -267,7 +283,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         for w in writers.values():
             w.abort()
         out.abort()
-    return Outcome(summary, timing, table_md, final)
+    nightly.record(plan, summary, summary_text, verdict, table_md)
+    return Outcome(summary, timing, table_md, final, verdict)
 
 
 _COMMON_DEFINITIONS = {

@@ -97,6 +97,9 @@ def _notes(summary: dict) -> list[str]:
                          f"not have (AP 0 where they have ground truth): {names}")
         for n in m.get("notes", []):
             lines.append(f"{m['name']}: {n}")
+    gate = summary.get("gate")
+    if gate:
+        lines.append(gate["headline"])
     sm = summary["dataset"].get("size_mismatches") or {}
     if sm.get("size_mismatch"):
         lines.append(f"{sm['size_mismatch']} images have a decoded size other than the JSON's width/height; "
