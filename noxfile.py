@@ -51,6 +51,23 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
+@nox.session
+def convert(session: nox.Session) -> None:
+    """ONNX -> float TFLite conversion tests (tests/test_quantizer_convert.py with real onnx2tf runs).
+
+    onnx2tf 1.29.24 and TensorFlow 2.19 live in an environment of their own (their exact pins clash with
+    ai-edge-quantizer's): ``QHARNESS_ONNX2TF`` if set, else .nox/onnx2tf, made by ``python -m quantizer.convert
+    setup`` (~2.6 GB from PyPI, a few minutes, once).
+    """
+    session.install("-e", ".[dev]")
+    venv = Path(os.environ.get("QHARNESS_ONNX2TF") or ROOT / ".nox" / "onnx2tf")
+    py = venv / "bin" / "python" if venv.is_dir() or not venv.exists() else venv
+    if not py.exists():
+        session.run("python", "-m", "quantizer.convert", "setup", "--venv", str(venv))
+    session.run("pytest", "tests/test_quantizer_convert.py", *session.posargs,
+                env={"QHARNESS_ONNX2TF": str(py), "QHARNESS_CONVERT_TESTS": "1"})
+
+
 @nox.session(python=False)
 def fixtures(session: nox.Session) -> None:
     """Re-train and re-export the fixture models (slow, dev-only: ~1 h on 2 CPU cores; never in CI).
