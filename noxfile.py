@@ -15,10 +15,25 @@ DEMO_DATA = ROOT / "datasets" / "shapes-demo"
 MODELS = ROOT / "tests" / "fixtures" / "models"
 
 
+def _chromium(session: nox.Session) -> None:
+    """Debian's Chromium for the report's browser tests (they skip where it cannot be installed)."""
+    import shutil
+
+    if shutil.which("chromium"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", external=True, env=env)
+    else:
+        session.warn("chromium not installed and cannot be (not root or no apt-get): browser tests will skip")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (unit, parity vs pycocotools, end-to-end CLI, bad input)."""
+    """The test suite (unit, parity vs pycocotools, end-to-end CLI, bad input, the report in Chromium)."""
     session.install("-e", ".[dev]")
+    _chromium(session)
     # pytest's exit code 5 ("no tests collected") is a failure here, as any non-zero code is.
     session.run("pytest", *session.posargs)
 

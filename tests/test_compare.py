@@ -45,7 +45,8 @@ def test_changed_images():
         _p(5, 1, [0, 0, 10, 10], 0.6),      # new confident detection: changed
     ]
     res = changed_images(_compact(base), _compact(other), [1, 2, 3, 4, 5, 6])
-    assert res["image_ids"] == [2, 3, 4, 5]
+    assert res["image_ids"] == [2, 3, 4, 5]  # most unpaired first: 2 and 3 lose one and gain one each
+    assert res["unpaired"] == [2, 2, 1, 1]
     assert res["count"] == 4 and res["of"] == 6
     assert changed_images(_compact(base), _compact(base), [1, 2, 3, 4])["count"] == 0
 

@@ -7,8 +7,9 @@ delta: on a flat F1 curve the optimum wanders, and recall with it, by several po
 
 "Changed images" is a diff heuristic, not a metric: an image counts as materially changed when the
 two models' confident detections (score >= CHANGE_SCORE) do not pair up one-to-one by class at box
-IoU >= CHANGE_IOU (greedy by score; IoU from pycocotools). It points engineers at the images where
-quantization altered what the model reports, for eyeballing.
+IoU >= CHANGE_IOU (greedy by score; IoU from pycocotools). They are ranked by how many confident detections
+found no partner (either side), most first: the report's gallery shows the top of that list, the images
+where quantization altered most what the model reports.
 """
 
 from __future__ import annotations
@@ -73,26 +74,26 @@ def changed_images(float_preds: dict, int8_preds: dict, image_ids: list[int]) ->
     CHANGE_SCORE already or not: lower scores are dropped here."""
     a, b = ({k: v[c["score"] >= CHANGE_SCORE] for k, v in c.items()} for c in (float_preds, int8_preds))
     ga, gb = _by_image(a), _by_image(b)
-    changed = []
+    magnitude: dict[int, int] = {}
     for iid in image_ids:
         ia, ib = ga.get(iid, np.zeros(0, np.intp)), gb.get(iid, np.zeros(0, np.intp))
         if not len(ia) and not len(ib):
             continue
-        if len(ia) != len(ib):
-            changed.append(iid)
-            continue
-        iou = np.asarray(mask_utils.iou(a["bbox"][ia].tolist(), b["bbox"][ib].tolist(), [0] * len(ib)))
-        iou = iou.reshape(len(ia), len(ib))
-        cat_b = b["category_id"][ib]
-        used = np.zeros(len(ib), bool)
-        ok = True
-        for i, cat in enumerate(a["category_id"][ia]):
-            cand = np.flatnonzero(~used & (cat_b == cat) & (iou[i] >= CHANGE_IOU))
-            if not len(cand):
-                ok = False
-                break
-            used[cand[np.argmax(iou[i, cand])]] = True
-        if not ok:
-            changed.append(iid)
-    return {"count": len(changed), "of": len(image_ids), "score_threshold": CHANGE_SCORE,
-            "iou_threshold": CHANGE_IOU, "image_ids": changed[:100]}
+        matched = 0
+        if len(ia) and len(ib):
+            iou = np.asarray(mask_utils.iou(a["bbox"][ia].tolist(), b["bbox"][ib].tolist(), [0] * len(ib)))
+            iou = iou.reshape(len(ia), len(ib))
+            cat_b = b["category_id"][ib]
+            used = np.zeros(len(ib), bool)
+            for i, cat in enumerate(a["category_id"][ia]):
+                cand = np.flatnonzero(~used & (cat_b == cat) & (iou[i] >= CHANGE_IOU))
+                if len(cand):
+                    used[cand[np.argmax(iou[i, cand])]] = True
+                    matched += 1
+        unpaired = (len(ia) - matched) + (len(ib) - matched)
+        if unpaired:
+            magnitude[iid] = unpaired
+    ranked = sorted(magnitude, key=lambda i: (-magnitude[i], i))
+    return {"count": len(ranked), "of": len(image_ids), "score_threshold": CHANGE_SCORE,
+            "iou_threshold": CHANGE_IOU, "order": "most unpaired confident detections first",
+            "image_ids": ranked[:100], "unpaired": [magnitude[i] for i in ranked[:100]]}

@@ -91,6 +91,27 @@ def junit(plan: Plan, verdict) -> str:
     return gate_mod.junit_xml(verdict, getattr(plan.gate, "name", None) or "qharness")
 
 
+def history_view(plan: Plan) -> dict | None:
+    """The trend of the runs recorded so far (this run is appended once its outputs have landed), for the
+    report: ``{"table_md", "plot_png"}``, or None without history."""
+    import tempfile
+
+    from validator import history
+
+    db = plan.options.history
+    if db is None or not Path(db).exists() or not history.runs(db, limit=1):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        png = history.trend_plot(db, Path(tmp) / "trend.png")
+        return {"table_md": history.trend_table(db), "plot_png": Path(png).read_bytes()}
+
+
+def markdown(verdict) -> str | None:
+    from validator import gate as gate_mod
+
+    return None if verdict is None else gate_mod.markdown(verdict)
+
+
 def record(plan: Plan, summary: dict, summary_text: str, verdict, table_md: str) -> int | None:
     """After the outputs landed: append the run to the history and the verdict to the GitHub step summary."""
     from validator import gate as gate_mod

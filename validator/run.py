@@ -175,6 +175,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     from validator.compare import CHANGE_SCORE, changed_images, metric_deltas
     from validator.inference import run_models
     from validator.report import tables
+    from validator.report.assemble import report_data
+    from validator.report.html import render_report
 
     out = OutputDir(out_dir)
     out.check()
@@ -272,6 +274,9 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
 
         summary_text = json.dumps(summary, indent=2, sort_keys=False) + "\n"
         out.write("summary.json", summary_text)
+        data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
+                           gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
+        out.write("report.html", render_report(data))
         if verdict is not None:
             out.write("junit.xml", nightly.junit(plan, verdict))
         out.write("timing.json", json.dumps(timing, indent=2, sort_keys=True) + "\n")

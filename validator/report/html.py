@@ -229,13 +229,22 @@ class _Run:
 
 
 # ------------------------------------------------------------------------------------------ sections
+def _skipped(r: Mapping) -> bool:
+    """A check that did not apply (validator.gate marks it status "skipped", passed None)."""
+    return bool(r.get("skipped")) or r.get("status") == "skipped"
+
+
+def _check_label(r: Mapping) -> str:
+    return str(r.get("check") or r.get("name") or r.get("id") or "")
+
+
 def _verdict(run: _Run) -> str:
     gate = run.data.get("gate")
     s = run.summary
     if isinstance(gate, Mapping):
         results = [r for r in gate.get("results", []) or [] if isinstance(r, Mapping)]
-        failed = [r for r in results if not r.get("passed") and not r.get("skipped")]
-        skipped = [r for r in results if r.get("skipped")]
+        failed = [r for r in results if not r.get("passed") and not _skipped(r)]
+        skipped = [r for r in results if _skipped(r)]
         passed = bool(gate.get("passed"))
         badge = ("pass", "PASS") if passed else ("fail", "FAIL")
         counts = (f"{len(results) - len(failed) - len(skipped)} of {len(results)} checks passed"
@@ -310,7 +319,7 @@ def _headline(run: _Run) -> str:
 
 
 def _check_name(r: Mapping) -> str:
-    bits = [str(r.get("check", "check"))]
+    bits = [_check_label(r) or "check"]
     if r.get("metric"):
         bits.append(str(r["metric"]) + (f" ({r['iou_type']})" if r.get("iou_type") else ""))
     if r.get("model"):
@@ -343,7 +352,7 @@ def _gate(run: _Run) -> str:
     for r in gate.get("results", []) or []:
         if not isinstance(r, Mapping):
             continue
-        if r.get("skipped"):
+        if _skipped(r):
             status, cls = "skipped", "skip"
         elif r.get("passed"):
             status, cls = "pass", "ok"
@@ -354,7 +363,7 @@ def _gate(run: _Run) -> str:
                   if isinstance(ci, (list, tuple)) and len(ci) == 2 else "—")
         o = r.get("outside_noise")
         noise = "—" if o is None else ("outside" if o else "within")
-        rows.append(f'<tr class="{cls}"><td class="status">{status}</td><td>{_e(r.get("check"))}</td>'
+        rows.append(f'<tr class="{cls}"><td class="status">{status}</td><td>{_e(_check_label(r))}</td>'
                     f'<td>{_e(r.get("model") or "")}</td><td>{_e(r.get("metric") or "")}</td>'
                     f'<td>{_e(r.get("iou_type") or "")}</td>{_ncell(r.get("value"), _fmt_value(r.get("value"), r))}'
                     f'{_ncell(r.get("limit"), _fmt_value(r.get("limit"), r))}<td class="num">{_e(ci_txt)}</td>'
