@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantized model (.tflite or .onnx); repeat for several variants")
     m.add_argument("--model", dest="models", type=Path, action="append", default=[],
                    help="a model whose role is read from its tensors (quantized or float); repeatable")
+    m.add_argument("--manifest", action="append", default=[], type=Path, metavar="variants.json",
+                   help="every variant a `quantize` run made (its variants.json); repeatable")
     m.add_argument("--predictions", action="append", default=[], metavar="NAME=preds.json",
                    help="a COCO results file made elsewhere (e.g. on the target's NPU), scored as a row "
                         "named NAME; repeatable")
@@ -141,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return history_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(argv))
-    if not (args.float_model or args.int8_models or args.models or args.predictions):
-        parser.error("give at least one model or results file: --float, --int8, --model or --predictions")
+    if not (args.float_model or args.int8_models or args.models or args.predictions or args.manifest):
+        parser.error("give at least one model or results file: --float, --int8, --model, --manifest or --predictions")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     if not 0 <= args.conf < 1 or not 0 < args.iou <= 1 or args.max_det < 1:
@@ -151,12 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from validator.report.outputs import reserve_default
         from validator.run import GateOptions, ModelSpec, PredictionsSpec, Settings, validate
+        from validator.sources import read_manifest
 
         specs = []
         if args.float_model:
             specs.append(ModelSpec(args.float_model, "float"))
         specs += [ModelSpec(p, "int8") for p in args.int8_models]
         specs += [ModelSpec(p, "auto") for p in args.models]
+        for m in args.manifest:
+            specs += read_manifest(m)
         preds = [PredictionsSpec.parse(t) for t in args.predictions]
         decoding = {"agnostic": args.agnostic, **METRIC_DECODING[args.metric]}
         if args.resample:

@@ -33,6 +33,47 @@ from validator.tensors import InputTransform
 class ModelSpec:
     path: Path
     role: str  # "float" | "int8" | "auto" (--model: INT8 when the model holds quantized tensors)
+    manifest: dict | None = field(default=None, compare=False, hash=False)  # a quantizer variant's entry
+
+
+def read_manifest(path: Path) -> list[ModelSpec]:
+    """``quantize``'s ``variants.json``: every variant as a model of the run (its role read from its tensors:
+    INT8 variants are compared with the float reference, float16 ones too). Format: docs/quantizer.md."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"{p}: cannot read variants file ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    if not (isinstance(doc, dict) and doc.get("format") == "qharness-variants"
+            and isinstance(doc.get("variants"), list)):
+        raise InputError(f"{p}: not a quantize variants.json (format 'qharness-variants' with a 'variants' list)")
+    specs = []
+    for i, v in enumerate(doc["variants"]):
+        if not isinstance(v, dict) or not isinstance(v.get("path"), str):
+            raise InputError(f"{p}: variants[{i}] has no 'path'")
+        specs.append(ModelSpec(p.parent / v["path"], "auto", v))
+    if not specs:
+        raise InputError(f"{p}: lists no variants")
+    return specs
+
+
+def calibration_overlap(manifest: dict, ds: Dataset) -> tuple[int, int] | None:
+    """(overlapping, calibration images) when a variant was calibrated on images this run evaluates: the
+    calibration source is this dataset (its folder, image folder or annotation file) and file names meet."""
+    cal = (manifest or {}).get("calibration") or {}
+    src, names = cal.get("source"), cal.get("images") or []
+    if not src or not names:
+        return None
+    src = Path(src).resolve()
+    mine = {ds.images_dir.resolve(), ds.images_dir.resolve().parent, ds.annotations_path.resolve(),
+            ds.annotations_path.resolve().parent}
+    if src not in mine:
+        return None
+    evaluated = {r.file_name for r in ds.images} | {Path(r.file_name).name for r in ds.images}
+    n = sum(1 for x in names if x in evaluated or Path(x).name in evaluated)
+    return (n, len(names)) if n else None
 
 
 @dataclass(frozen=True)
@@ -160,6 +201,10 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
                  runner=runner, contract=contract, class_map=cmap, transform=transform, precision=prec.label)
     if "matches no convention" in transform.source:
         src.notes.append(f"input range: {transform.source}; give --input-range if the model expects another")
+    overlap = calibration_overlap(spec.manifest, ds) if spec.manifest else None
+    if overlap:
+        src.notes.append(f"calibrated on {overlap[0]} of the images evaluated here ({overlap[1]} calibration "
+                         "images): its numbers are optimistic")
     return src
 
 
