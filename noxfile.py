@@ -66,6 +66,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
+@nox.session(name="bench-quantize")
+def bench_quantize(session: nox.Session) -> None:
+    """Calibration peak RSS and time at 50/200/500 samples (256 and 640 px) beside ai-edge-quantizer's own
+    all-in-memory calibrate(); seconds per variant. Results in benchmarks/results/quantize-<platform>.json."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/quantize.py", *session.posargs)
+
+
 @nox.session
 def convert(session: nox.Session) -> None:
     """ONNX -> float TFLite conversion tests (tests/test_quantizer_convert.py with real onnx2tf runs).
