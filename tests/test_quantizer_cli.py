@@ -124,27 +124,36 @@ def test_rerun_into_the_same_folder_keeps_only_what_it_lists(calib, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_det_variants_validate_in_one_table(det_run, calib, shapes_small, tmp_path, capsys):
-    out, stats = det_run
-    rc, _, err = quantize(capsys, "--model", MODELS / "shapes-det.onnx", "--calib", calib, "--samples", "10",
-                          "--outputs", "monolithic", "--out", tmp_path / "mono", "--stats-dir", stats)
+def test_det_variants_validate_in_one_table_from_the_manifest(det_run, shapes_small, tmp_path):
+    out, _ = det_run
+    index = load_index(out / INDEX_NAME)
+    assert validate_main(["--float", str(MODELS / "shapes-det.onnx"), "--manifest", str(out / INDEX_NAME),
+                          "--data", str(shapes_small), "--limit", "6", "--out", str(tmp_path / "r"), "--quiet",
+                          "--no-cache"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == ["shapes-det"] + [v["name"] for v in index["variants"]]
+    labels = {m["name"]: m["label"] for m in summary["models"]}
+    assert labels["shapes-det.split.minmax.n10.channel.uint8"].startswith("TFLite INT8")
+    assert labels["shapes-det.split.minmax.n10.channel.qdq"].startswith("ONNX INT8 (QDQ)")
+    assert labels["shapes-det.split.fp16.float"].startswith("TFLite float16")
+    assert all("yolo_split" in m["contract"] for m in summary["models"][1:])
+    assert not any(m.get("notes") for m in summary["models"])  # calibrated elsewhere: no overlap note
+
+
+@pytest.mark.slow
+def test_monolithic_control_and_calibration_overlap(shapes_small, tmp_path, capsys):
+    rc, _, err = quantize(capsys, "--model", MODELS / "shapes-det.onnx", "--calib", shapes_small, "--samples", "10",
+                          "--outputs", "monolithic", "--out", tmp_path / "mono", "--stats-dir", tmp_path / "stats")
     assert rc == 0, err
     (mono,) = load_index(tmp_path / "mono" / INDEX_NAME)["variants"]
     assert [r["role"] for r in mono["check"]["outputs"]] == ["boxes", "scores"]
     assert mono["check"]["outputs"][1]["sqnr_db"] < 5  # the known-bad control: scores share the box scale
-    models = [out / "shapes-det.split.minmax.n10.channel.uint8.tflite",
-              out / "shapes-det.split.percentile99.9.n10.tensor.qdq.onnx",
-              tmp_path / "mono" / mono["path"]]
-    args = ["--float", str(MODELS / "shapes-det.onnx"), "--data", str(shapes_small), "--limit", "12",
-            "--out", str(tmp_path / "r"), "--quiet", "--no-cache"]
-    for m in models:
-        args += ["--int8", str(m)]
-    assert validate_main(args) == 0
+    assert validate_main(["--float", str(MODELS / "shapes-det.onnx"), "--manifest",
+                          str(tmp_path / "mono" / INDEX_NAME), "--data", str(shapes_small), "--limit", "12",
+                          "--out", str(tmp_path / "r"), "--quiet", "--no-cache"]) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    text = json.dumps(summary)
-    assert "INT8 (QDQ)" in text and text.count("yolo_split") >= 2
-    table = (tmp_path / "r" / "table.md").read_text()
-    assert all(m.stem in table for m in models)
+    notes = summary["models"][1].get("notes", [])
+    assert any("calibrated on 10 of the images evaluated here" in n for n in notes)
 
 
 @pytest.mark.slow
