@@ -57,6 +57,20 @@ def demo(session: nox.Session) -> None:
             "--int8", str(MODELS / f"{stem}.int8.tflite"),
             "--data", str(DEMO_DATA), "--out", str(ROOT / "reports" / f"demo-{stem}"), *session.posargs,
         )
+    # The quantizer: INT8 variants of the det fixture under three strategies and both output layouts, from
+    # 64 calibration images of another seed (the committed float TFLite conversions are found beside the
+    # ONNX: no TensorFlow), all validated in one table beside the float and the upstream INT8 models.
+    calib = ROOT / "datasets" / "shapes-calib"
+    if not (calib / "annotations.json").exists():
+        session.run("python", "-m", "validator.datasets", "shapes", "--out", str(calib), "--images", "72",
+                    "--seed", "11")
+    variants = ROOT / "reports" / "demo-quantize" / "variants"
+    session.run("quantize", "--model", str(MODELS / "shapes-det.onnx"), "--calib", str(calib), "--samples", "64",
+                "--strategy", "minmax,percentile:99.99,mse", "--outputs", "split,monolithic", "--out", str(variants))
+    session.run("validate", "--float", str(MODELS / "shapes-det.onnx"),
+                "--int8", str(MODELS / "shapes-det.int8.tflite"), "--manifest", str(variants / "variants.json"),
+                "--data", str(DEMO_DATA),
+                "--out", str(ROOT / "reports" / "demo-quantize" / "report"), *session.posargs)
 
 
 @nox.session
