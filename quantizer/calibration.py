@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +52,19 @@ class ImageList:
     source: Path
     paths: tuple[Path, ...]
     names: tuple[str, ...]
+    digests: list[str] = field(default_factory=list, compare=False, repr=False)  # file sha256s, filled on demand
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def sha256(self, count: int) -> str:
         """Hash of the first ``count`` images: names and bytes, in order."""
-        digests = _DIGESTS.setdefault(self.paths, [])
-        while len(digests) < min(count, len(self.paths)):
-            digests.append(sha256_file(self.paths[len(digests)]))
+        while len(self.digests) < min(count, len(self.paths)):
+            self.digests.append(sha256_file(self.paths[len(self.digests)]))
         h = hashlib.sha256()
-        for name, d in zip(self.names[:count], digests[:count], strict=True):
+        for name, d in zip(self.names[:count], self.digests[:count], strict=True):
             h.update(f"{name}\0{d}\n".encode())
         return h.hexdigest()
-
-
-_DIGESTS: dict[tuple[Path, ...], list[str]] = {}  # file digests of each list, computed once per run
 
 
 def calibration_images(path: Path) -> ImageList:
@@ -76,8 +73,9 @@ def calibration_images(path: Path) -> ImageList:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: calibration data not found")
-    if path.is_file() or (path / "annotations.json").is_file() or \
-            (path / "annotations").is_dir() and any((path / "annotations").glob("instances_*.json")):
+    coco_folder = (path / "annotations.json").is_file() or \
+        ((path / "annotations").is_dir() and any((path / "annotations").glob("instances_*.json")))
+    if path.is_file() or coco_folder:
         from validator.data.coco import load_dataset
 
         if path.is_file() and path.suffix.lower() != ".json":
