@@ -8,6 +8,7 @@ granularity x I/O variant is only arithmetic on those statistics plus an emitter
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -104,15 +105,16 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _model_record(path: Path) -> dict | None:
-    """The converter's record beside a float TFLite (made by ``quantizer.convert``), if any."""
-    import json
+    """The converter's record beside a float TFLite (made by ``quantizer.convert``) when it is this file's."""
+    from quantizer.convert import RECORD_FORMAT
 
-    rec = path.with_suffix(".json")
     try:
-        doc = json.loads(rec.read_text())
+        doc = json.loads(path.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("format") == "qharness-float-tflite" else None
+    if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
+        return None
+    return doc if doc.get("tflite_sha256") == sha256_file(path) else None
 
 
 def _parents(opts: Options, kind: str, log) -> list[Parent]:
