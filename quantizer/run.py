@@ -129,6 +129,10 @@ def _parents(opts: Options, kind: str, log) -> list[Parent]:
         if opts.layouts and opts.layouts != (lay,):
             raise InputError(f"{opts.model}: --outputs rewrites an ONNX graph; a TFLite model is used as it is "
                              f"(layout: {lay})")
+        try:
+            emit_tflite.signature(data)
+        except ValueError as e:
+            raise InputError(f"{opts.model}: {e}") from None
         return [Parent(lay, "tflite", opts.model, sha256_bytes(data), None, emit_tflite.read_metadata(data),
                        (rec or {}).get("converter", {}))]
     import onnx

@@ -179,7 +179,7 @@ def test_seg_variants_carry_masks(calib, shapes_small, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("case", ["missing_model", "quantized_model", "not_a_model", "missing_calib",
                                   "too_few_images", "onnx_format_from_tflite", "outputs_for_tflite",
-                                  "bad_recipe", "unwritable_out"])
+                                  "bad_recipe", "unwritable_out", "no_signature"])
 def test_bad_input_exits_2_with_one_line(case, calib, tmp_path, capsys):
     model = MODELS / "shapes-det.split.float32.tflite"
     args = {"--model": model, "--calib": calib, "--out": tmp_path / "out", "--samples": "4",
@@ -209,6 +209,8 @@ def test_bad_input_exits_2_with_one_line(case, calib, tmp_path, capsys):
         named = tmp_path / "r.json"
         named.write_text("[]")
         extra = ["--recipe", named]
+    elif case == "no_signature":  # a float TFLite without a SignatureDef: ai-edge-quantizer cannot take it
+        args["--model"] = named = MODELS / "third_party" / "yolo_float_m1p1.tflite"
     elif case == "unwritable_out":
         named = tmp_path / "file"
         named.write_text("x")
