@@ -5,7 +5,8 @@ own conversion path (``quantizer.convert``: onnx2tf 1.29.24 / TensorFlow 2.19.0 
 with the record ``quantize`` looks for beside the ONNX (``<stem>.<layout>.float32.json``: source sha256,
 layout, converter versions, max error vs onnxruntime):
 
-* ``shapes-{det,seg}.{monolithic,split}.float32.tflite`` -- 256 px, from ``shapes-{det,seg}.onnx``;
+* ``shapes-{det,seg}.{monolithic,split}.float32.tflite`` -- 256 px, from ``shapes-{det,seg}.onnx`` (rerunning
+  gives byte-identical files: onnx2tf is deterministic, the convert tests check it);
 * ``shapes-det-640.split.float32.tflite`` -- the det fixture exported again at 640 px (benchmarks/quantize.py
   measures calibration memory there). No .pt checkpoint is committed, so the trained weights are read back
   from ``shapes-det.onnx`` into an Ultralytics YOLOv8n (BN already fused into the convolutions in the
