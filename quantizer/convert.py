@@ -18,7 +18,7 @@ with its ``.json`` record, as the committed fixtures are) and in ``~/.cache/qhar
 key is the source ONNX's sha256, the layout and ``layout.LAYOUT_VERSION``. Every conversion is checked
 against onnxruntime on a fixed random input (max error per output, recorded in the ``.json``).
 
-Also a command: ``python -m quantizer.convert MODEL.onnx --layout split [--out F.tflite]``.
+Also a command: ``python -m quantizer.convert convert MODEL.onnx --layout split [--out F.tflite]``.
 """
 
 from __future__ import annotations
