@@ -22,6 +22,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -111,21 +112,27 @@ def main() -> int:
     from micro import bench_masks, bench_nms
     from pipeline import bench_cached, bench_validate
 
-    for task in ("det", "seg"):
-        if f"validate-{task}" in only:
-            results[f"validate_{task}"] = bench_validate(task, args.images, args.repeat, args.threads)
-    for t in ("bbox", "segm"):
-        if f"coco-{t}" in only:
-            results[f"coco_{t}"] = bench_coco(t, args.coco_images, args.repeat)
-    if "memory" in only:
-        results["memory"] = bench_memory("det", args.memory_images)
-    for task in ("det", "seg"):
-        if f"cached-{task}" in only:
-            results[f"cached_{task}"] = bench_cached(task, args.cached_images, args.repeat, args.threads)
-    if "nms" in only:
-        results["nms_vs_textbook"] = bench_nms(args.micro_repeat)
-    if "masks" in only:
-        results["masks_vs_straightforward"] = bench_masks(args.micro_repeat)
+    entries = {  # name -> (results key, callable); run in this order
+        "validate-det": ("validate_det", lambda: bench_validate("det", args.images, args.repeat, args.threads)),
+        "validate-seg": ("validate_seg", lambda: bench_validate("seg", args.images, args.repeat, args.threads)),
+        "coco-bbox": ("coco_bbox", lambda: bench_coco("bbox", args.coco_images, args.repeat)),
+        "coco-segm": ("coco_segm", lambda: bench_coco("segm", args.coco_images, args.repeat)),
+        "memory": ("memory", lambda: bench_memory("det", args.memory_images)),
+        "cached-det": ("cached_det", lambda: bench_cached("det", args.cached_images, args.repeat, args.threads)),
+        "cached-seg": ("cached_seg", lambda: bench_cached("seg", args.cached_images, args.repeat, args.threads)),
+        "nms": ("nms_vs_textbook", lambda: bench_nms(args.micro_repeat)),
+        "masks": ("masks_vs_straightforward", lambda: bench_masks(args.micro_repeat)),
+    }
+    todo = [n for n in BENCHMARKS if n in only]
+    for i, name in enumerate(todo, 1):
+        key, fn = entries[name]
+        print(f"[{i}/{len(todo)}] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        results[key] = fn()
+        print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        report(results, {name})
+        sys.stdout.flush()
+    print("\nall entries, side by side:")
     if not args.quick:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
