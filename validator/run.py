@@ -18,7 +18,7 @@ from validator import __version__, nightly
 from validator.cache import PredictionCache, cache_key, default_cache_dir
 from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
 from validator.nightly import GateOptions
-from validator.predictions import PredictionWriter, read_compact, read_predictions, write_lines
+from validator.predictions import PredictionWriter, compact, read_predictions, write_lines
 from validator.report.outputs import OutputDir, check_cache_dir
 from validator.runners import DelegateSpec
 from validator.sources import ModelSpec, PredictionsSpec, Source, open_sources, reference
@@ -76,6 +76,7 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = Fal
     from validator.metrics import cocoeval, compat
 
     preds = read_predictions(src.predictions_path)
+    src.compact = compact(preds)  # before the backends may take the dicts over (owned=True); the one read
     image_ids = [r.id for r in ds.images]
     types = ["bbox"] + (["segm"] if src.has_masks else [])
     out = {}
@@ -172,7 +173,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
              quiet: bool = False, gating: GateOptions | None = None) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
-    from validator.compare import CHANGE_SCORE, changed_images, metric_deltas
+    from validator.compare import changed_images, metric_deltas
     from validator.inference import run_models
     from validator.report import tables
     from validator.report.assemble import report_data
@@ -233,7 +234,6 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         resample = plan.resamples > 0 and settings.metric == "coco" and settings.backend == "faster-coco-eval"
         results = {s.name: _evaluate(s, ds, settings, resample) for s in sources}
         ref = reference(sources)
-        ref_compact = read_compact(ref.predictions_path, CHANGE_SCORE) if ref is not None else None
         rows = []
         for s in sources:
             row = {**s.describe(), "metrics": _metrics_dict(results[s.name], ds)}
@@ -250,7 +250,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                                "metrics": metric_deltas(ref_row["metrics"], row["metrics"],
                                                         row.get("at_reference_confidence")),
                                "changed_images": changed_images(
-                                   ref_compact, read_compact(s.predictions_path, CHANGE_SCORE), image_ids)})
+                                   ref.compact, s.compact, image_ids)})
         summary = {
             "qharness": __version__,
             "metric": settings.metric,

@@ -108,6 +108,7 @@ class Source:
     box_units: str | None = None
     predictions_path: Path | None = None  # the results file (in the output staging folder once written)
     num_predictions: int = 0
+    compact: dict | None = None  # predictions.compact of the results file, once metrics have read it
     proto_masks: bool = False  # every detection also carries its mask on the prototype grid
     pending: list[dict] | None = None  # a results file's checked detections, until written out
     timing: dict = field(default_factory=dict)

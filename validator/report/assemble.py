@@ -3,7 +3,8 @@
 Everything comes from what the run already has: the summary and timing, each evaluation's interpolated
 precision curves, the scores in each model's results file, and for the gallery the images whose confident
 detections changed most between the reference and a compared model (``deltas[*].changed_images``, ranked),
-with every model's detections and the ground truth on them. Results files are read one model at a time.
+with every model's detections and the ground truth on them. Scores and image ids come from each source's compact arrays
+(made when the metrics read its results file); only the gallery's lines are parsed again.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import numpy as np
 GALLERY = 12
 
 
-def _gallery_ids(summary: dict, sources, read_compact) -> list[int]:
+def _gallery_ids(summary: dict, sources) -> list[int]:
     ids: list[int] = []
     for d in summary.get("deltas", []):
         ids += [i for i in d.get("changed_images", {}).get("image_ids", []) if i not in ids]
     if ids or not sources:
         return ids[:GALLERY]
     # one model alone: the images with the most confident detections
-    c = read_compact(sources[0].predictions_path, 0.25)
+    c = sources[0].compact
+    c = {k: v[c["score"] >= 0.25] for k, v in c.items()}
     if not len(c["image_id"]):
         return []
     u, n = np.unique(c["image_id"], return_counts=True)
@@ -33,20 +35,21 @@ def _gallery_ids(summary: dict, sources, read_compact) -> list[int]:
 def report_data(summary: dict, timing: dict, table_md: str, results: dict, sources, ds, *, verdict=None,
                 gate_markdown: str | None = None, history: dict | None = None) -> dict:
     """The ``data`` of :func:`validator.report.html.render_report` for this run."""
-    from validator.predictions import read_compact, read_predictions
+    from validator.predictions import read_rows
 
     curves = {name: {t: r.curves for t, r in res.items() if r.curves is not None} for name, res in results.items()}
-    scores = {s.name: read_compact(s.predictions_path)["score"].tolist() for s in sources}
-    ids = _gallery_ids(summary, sources, read_compact)
-    wanted = set(ids)
+    scores = {s.name: s.compact["score"] for s in sources}
+    ids = _gallery_ids(summary, sources)
+    wanted = np.asarray(ids, np.int64)
     records = {r.id: r for r in ds.images}
     per_model: dict[str, dict[int, list]] = {}
-    for s in sources:
+    for s in sources:  # only the gallery images' confident detections are parsed again
+        c = s.compact
+        rows = np.flatnonzero(np.isin(c["image_id"], wanted) & (c["score"] >= 0.25))
         got: dict[int, list] = {}
-        for d in read_predictions(s.predictions_path):
-            if d["image_id"] in wanted and d["score"] >= 0.25:
-                got.setdefault(d["image_id"], []).append(
-                    {k: d.get(k) for k in ("bbox", "category_id", "score", "segmentation")})
+        for _, d in sorted(read_rows(s.predictions_path, rows.tolist()).items()):
+            got.setdefault(d["image_id"], []).append(
+                {k: d.get(k) for k in ("bbox", "category_id", "score", "segmentation")})
         per_model[s.name] = got
     gt: dict[int, list] = {}
     for a in ds.gt["annotations"]:
