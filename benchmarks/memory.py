@@ -17,15 +17,19 @@ from pipeline import pair, shapes_data
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from validator.run import ModelSpec, Settings, validate
 a = json.loads(sys.argv[1])
 validate([ModelSpec(Path(a["float"]), "float"), ModelSpec(Path(a["int8"]), "int8")], Path(a["data"]), None,
          Path(a["out"]), Settings(), workers=2, use_cache=a["cache"] is not None,
          cache_dir=Path(a["cache"]) if a["cache"] else None, quiet=True)
-print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+from quantizer.common import peak_rss_mb  # this process's own high-water mark (VmHWM), see below
+print(json.dumps({"peak_rss_mib": peak_rss_mb()}))
 """
+# Why not ru_maxrss: Linux carries ru_maxrss across fork + exec (the kernel folds the old address space's high-water
+# mark into the process's at exec), so a child started after the parent grew (the COCO-eval entries reach
+# ~2.8 GB) reported the parent's size: 2820 MiB at every image count. VmHWM is the new address space's own.
 
 
 def peak_rss(task: str, images: int, cache: Path | None = None) -> float:

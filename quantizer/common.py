@@ -23,7 +23,16 @@ def cache_dir(*parts: str) -> Path:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far, MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the address space's own high-water mark. Not ``ru_maxrss``: the
+    kernel carries it across fork + exec, so a process started by a large parent reports the parent's size.
+    Elsewhere ru_maxrss (KB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
