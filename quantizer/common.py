@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import resource
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 
 from validator.hashing import sha256_file  # noqa: F401  (the validator's model hash: one definition)
+from validator.runners.tflite import quiet_stderr  # noqa: F401  (one definition, the validator's)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -35,22 +35,3 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silence fd 2 (LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' there), so
-    the command's stderr carries only its own progress and one-line messages."""
-    try:
-        fd = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)

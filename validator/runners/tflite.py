@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,7 @@ class DelegateSpec:
         if missing:
             raise InputError(f"{self.library}: not a TFLite external delegate (no {', '.join(missing)})")
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 return _runtime().load_delegate(self.library, dict(self.options))
         except (ValueError, RuntimeError, OSError, AttributeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -89,15 +90,16 @@ class DelegateSpec:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' on fd 2; keep the
-    command's stderr for our own one-line messages."""
+def quiet_stderr():
+    """Silence fd 2: LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' there; keep
+    the command's stderr for our own progress and one-line messages (the quantizer uses it too)."""
     try:
         fd = os.dup(2)
     except OSError:
         yield
         return
     try:
+        sys.stderr.flush()
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 2)
             yield
@@ -120,7 +122,7 @@ class TFLiteRunner:
         delegates = [delegate.load()] if delegate else None
         self.delegate = delegate
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 self.interp = Interpreter(model_path=str(path), num_threads=threads or None,
                                           experimental_delegates=delegates)
         except (ValueError, RuntimeError) as e:
@@ -142,7 +144,7 @@ class TFLiteRunner:
         if list(d["shape"]) != list(self.input.shape):
             self.interp.resize_tensor_input(d["index"], list(self.input.shape))
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 self.interp.allocate_tensors()
         except RuntimeError as e:
             who = f" with delegate {delegate.library}" if delegate else ""
