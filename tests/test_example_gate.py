@@ -44,3 +44,8 @@ def test_degraded_int8_fails_it_named_in_junit_and_report(split, tmp_path):
     assert "check[2]: box mAP@0.5 drop" in failed and len(failed) >= 3
     html = (out / "report.html").read_text()
     assert "FAIL" in html and "box mAP@0.5 drop" in html
+    # and in the printed table: the verdict names it, and each failed check has its line with value and limit
+    table = (out / "table.md").read_text()
+    assert "Gate FAILED" in table and "check[2] box mAP@0.5 drop, shapes-det.degraded" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("- FAILED check[2] box mAP@0.5 drop"))
+    assert "> limit 4.5 pts" in line and "CI [" in line

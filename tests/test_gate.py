@@ -207,7 +207,8 @@ def test_model_filter_and_several_compared_models():
     c = {"kind": "max_drop", "metric": "mAP50_95", "limit": 5}
     v = evaluate_gate(gate(c), s)
     assert [(r.model, r.value, r.passed) for r in v.results] == [("int8", 4.0, True), ("int8b", 10.0, False)]
-    assert v.headline.startswith("Gate FAILED: 1 of 2 checks failed (check[1] int8b)")
+    assert v.headline.startswith("Gate FAILED: 1 of 2 checks failed (check[1] ")
+    assert v.headline.endswith(", int8b)")
     v = evaluate_gate(gate({**c, "model": "int8"}), s)
     assert [(r.model, r.passed) for r in v.results] == [("int8", True)] and v.passed
     v = evaluate_gate(gate({**c, "model": ["int8b", "int8"]}), s)
@@ -530,7 +531,8 @@ def test_markdown_table_and_verdict_line():
     v = verdict_mix()
     md = markdown(v)
     lines = md.splitlines()
-    assert lines[0] == "**Gate FAILED: 1 of 2 checks failed (check[1] int8), 1 skipped**"
+    # the failed check named (markdown-escaped pipe, control character replaced) with its model
+    assert lines[0] == "**Gate FAILED: 1 of 2 checks failed (check[1] drop <\"&'> \\| pipes?, int8), 1 skipped**"
     header = next(i for i, line in enumerate(lines) if line.startswith("| Check |"))
     assert lines[header] == "| Check | Model | Value | Limit | 95% CI | Result |"
     rows = lines[header + 2:]

@@ -475,13 +475,16 @@ class Verdict:
             if n == 0:
                 return f"Gate PASSED: no check applied{skipped}"
             return f"Gate PASSED: {c['passed']} check{'s' if c['passed'] != 1 else ''} passed{skipped}"
-        names = ", ".join(f"{r.id} {r.model}" for r in self.failed)
-        return f"Gate FAILED: {c['failed']} of {n} checks failed ({names}){skipped}"
+        names = "; ".join(f"{r.id} {r.name}, {r.model}" for r in self.failed[:3])
+        names = "".join(ch if ch.isprintable() else "?" for ch in names)  # user-given names reach terminals
+        more = f"; +{len(self.failed) - 3} more" if len(self.failed) > 3 else ""
+        return f"Gate FAILED: {c['failed']} of {n} checks failed ({names}{more}){skipped}"
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "exit_code": self.exit_code, "status": "passed" if self.passed else "failed",
                 "gate": self.gate, "name": self.name, "confidence": self.confidence, "resamples": self.resamples,
-                "counts": self.counts, "headline": self.headline, "results": [r.to_dict() for r in self.results]}
+                "counts": self.counts, "headline": self.headline,
+                "results": [{**r.to_dict(), "message": r.message(self.confidence)} for r in self.results]}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

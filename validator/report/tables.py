@@ -100,6 +100,9 @@ def _notes(summary: dict) -> list[str]:
     gate = summary.get("gate")
     if gate:
         lines.append(gate["headline"])
+        for r in gate.get("results", []):
+            if r.get("status") == "failed":
+                lines.append(f"- FAILED {r['id']} {r['name']} ({r['model']}): {r.get('message', '')}")
     sm = summary["dataset"].get("size_mismatches") or {}
     if sm.get("size_mismatch"):
         lines.append(f"{sm['size_mismatch']} images have a decoded size other than the JSON's width/height; "
