@@ -4,16 +4,20 @@ The baseline ("bare") is the least any validation must spend: the raw interprete
 ``session.run``, LiteRT ``set_tensor`` + ``invoke`` + reading the outputs) on model inputs prepared before
 timing (each image decoded and letterboxed once, outside the clock). ``validate`` is timed whole, in the
 same process, alternately with the baseline: dataset and model checks, hashing, decoding, letterbox,
-inference, NMS, masks, results files, metrics, tables. Target: validate <= 1.10 x bare.
+inference, NMS, masks, results files, metrics, tables, report. Target: validate <= 1.10 x bare. A second
+baseline runs the same raw calls on validate's schedule (one thread per model, models side by side): the
+ratio against it is validate's own overhead, apart from the schedule.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from timing import paired_timings, ratio_entry
+from timing import ratio_entry, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "tests" / "fixtures" / "models"
@@ -82,10 +86,25 @@ def bench_validate(task: str, images: int, repeat: int, threads: int | None) -> 
         validate([ModelSpec(paths[0], "float"), ModelSpec(paths[1], "int8")], data, None, tmp / f"o{next(count)}",
                  Settings(), workers=2, threads=threads, use_cache=False, quiet=True)
 
-    t_ours, t_bare = paired_timings(ours, bare, repeat)
+    # the same interpreters scheduled as validate schedules them: one model per core, side by side (here
+    # free-running, no per-image barrier): what is left against it is validate's own overhead
+    lanes = [bare_runner([p], data, max(1, (os.cpu_count() or 1) // len(paths)))[0] for p in paths]
+
+    def bare_parallel():
+        ts = [threading.Thread(target=f) for f in lanes[1:]]
+        for t in ts:
+            t.start()
+        lanes[0]()
+        for t in ts:
+            t.join()
+
+    t_ours, t_bare, t_par = side_by_side([ours, bare, bare_parallel], repeat)
     return {"case": f"{task} pair (float ONNX + INT8 TFLite), {n} shapes images at 256 px",
-            "baseline": "raw session.run / set_tensor+invoke on inputs prepared before timing",
-            **ratio_entry(t_ours, t_bare), "target": 1.10}
+            "baseline": "raw session.run / set_tensor+invoke on inputs prepared before timing, one model after "
+                        "the other, the runtimes' default threads (the loop a user writes)",
+            **ratio_entry(t_ours, t_bare), "target": 1.10,
+            "vs_bare_parallel": {"baseline": "the same raw calls, one thread per model, models in parallel "
+                                             "threads (validate's schedule)", **ratio_entry(t_ours, t_par)}}
 
 
 def bench_cached(task: str, images: int, repeat: int, threads: int | None) -> dict:

@@ -47,6 +47,11 @@ def report(results: dict, only: set[str]) -> bool:
                         f"{v['ours_min_s']:.1f} vs {v['baseline_min_s']:.1f} s min, {v['ours_median_s']:.1f} vs "
                         f"{v['baseline_median_s']:.1f} s median, {v['repeat']} repeats; {v['case']}; target <= "
                         f"{v['target']}"))
+            par = v.get("vs_bare_parallel")
+            if par:
+                print(_line(f"validate / bare-par ({task})", par["ratio_min"], par["ratio_median"],
+                            f"{par['ours_min_s']:.1f} vs {par['baseline_min_s']:.1f} s min; the raw calls on "
+                            "validate's schedule, one thread per model side by side: validate's own overhead"))
     for t in ("bbox", "segm"):
         c = results.get(f"coco_{t}") if f"coco-{t}" in only else None
         if c:

@@ -9,14 +9,24 @@ import time
 def paired_timings(ours, baseline, repeat: int) -> tuple[list[float], list[float]]:
     """Times of ``ours()`` and ``baseline()`` run back to back ``repeat`` times (order alternating), after
     one untimed warm-up call of each."""
-    ours(), baseline()
-    t_ours, t_base = [], []
-    for i in range(repeat):
-        for fn, acc in ((ours, t_ours), (baseline, t_base))[:: 1 if i % 2 == 0 else -1]:
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
+    t_ours, t_base = side_by_side([ours, baseline], repeat)
     return t_ours, t_base
+
+
+def side_by_side(fns, repeat: int) -> list[list[float]]:
+    """Times of each function, run back to back ``repeat`` times (the order rotating each round), after
+    one untimed warm-up call of each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for i in range(repeat):
+        k = i % len(fns)
+        order = list(range(len(fns)))[k:] + list(range(len(fns)))[:k]
+        for j in order:
+            t0 = time.perf_counter()
+            fns[j]()
+            times[j].append(time.perf_counter() - t0)
+    return times
 
 
 def ratio_entry(t_ours: list[float], t_base: list[float]) -> dict:

@@ -14,6 +14,7 @@ error naming what the tensors show: a swapped pair would print a plausible table
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,6 +310,8 @@ def load_predictions(spec: PredictionsSpec, ds: Dataset, name: str) -> Source:
 def open_sources(models: list[ModelSpec], predictions: list[PredictionsSpec], ds: Dataset, settings,
                  threads: int | None, delegate: DelegateSpec | None) -> list[Source]:
     used: set[str] = set()
+    if threads is None and len(models) > 1:  # the models run side by side (validator.inference.run_models)
+        threads = max(1, (os.cpu_count() or 1) // len(models))
     out = [open_model(m, ds, settings, _unique_name(_stem(m.path), used), threads, delegate) for m in models]
     out += [load_predictions(p, ds, _unique_name(p.name, used)) for p in predictions]
     return out
