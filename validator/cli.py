@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--history", type=Path, help="append this run to a SQLite history (see: validate history)")
     r = p.add_argument_group("execution")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads running ahead (default 2)")
-    r.add_argument("--threads", type=int, help="inference threads per model (default: runtime's choice)")
+    r.add_argument("--threads", type=int,
+                   help="inference threads per model (default: cores / models with several models, which then "
+                        "run side by side; the runtime's choice with one)")
     r.add_argument("--delegate", metavar="LIB.so[:key=value,...]",
                    help="TFLite external delegate (e.g. the target's NPU) for every TFLite model")
     return p
