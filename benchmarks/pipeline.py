@@ -11,7 +11,6 @@ ratio against it is validate's own overhead, apart from the schedule.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -88,7 +87,9 @@ def bench_validate(task: str, images: int, repeat: int, threads: int | None) -> 
 
     # the same interpreters scheduled as validate schedules them: one model per core, side by side (here
     # free-running, no per-image barrier): what is left against it is validate's own overhead
-    lanes = [bare_runner([p], data, max(1, (os.cpu_count() or 1) // len(paths)))[0] for p in paths]
+    from validator.sources import threads_per_model
+
+    lanes = [bare_runner([p], data, threads_per_model(len(paths)))[0] for p in paths]
 
     def bare_parallel():
         ts = [threading.Thread(target=f) for f in lanes[1:]]

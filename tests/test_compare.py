@@ -52,12 +52,10 @@ def test_changed_images():
 
 
 def _compact(preds: list[dict]) -> dict:
-    """What validator.predictions.read_compact gives for these detections."""
-    import numpy as np
+    """The compact arrays validate keeps for these detections."""
+    from validator.predictions import compact
 
-    return {"image_id": np.array([p["image_id"] for p in preds]),
-            "category_id": np.array([p["category_id"] for p in preds]),
-            "score": np.array([p["score"] for p in preds], float), "bbox": np.array([p["bbox"] for p in preds], float)}
+    return compact(preds)
 
 
 def test_mean_recall_delta_is_paired_when_the_reference_confidence_is_given():

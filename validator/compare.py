@@ -70,7 +70,7 @@ def _by_image(c: dict) -> dict[int, np.ndarray]:
 
 def changed_images(float_preds: dict, int8_preds: dict, image_ids: list[int]) -> dict:
     """Images whose confident detections differ (see the module docstring). Inputs are the compact arrays
-    of :func:`validator.predictions.read_compact` (image_id, category_id, score, bbox), at score >=
+    of :func:`validator.predictions.compact` (image_id, category_id, score, bbox), at score >=
     CHANGE_SCORE already or not: lower scores are dropped here."""
     a, b = ({k: v[c["score"] >= CHANGE_SCORE] for k, v in c.items()} for c in (float_preds, int8_preds))
     ga, gb = _by_image(a), _by_image(b)

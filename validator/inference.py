@@ -129,7 +129,7 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, write
     those of a sequential run. The runtimes and most numpy work release the GIL. Why side by side: on
     these small inputs a runtime gains little from a second intra-op thread (det pair on 2 cores,
     benchmarks: 6.9 s sequential with the runtimes' default threads, 4.2 s with one thread per model run
-    in parallel), so ``open_sources`` gives each model cores / models threads unless --threads is given.
+    in parallel), so ``open_sources`` gives each model :func:`validator.sources.threads_per_model`.
     """
     import os
     from collections import deque
@@ -174,9 +174,9 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, write
                 if key not in inputs:
                     inputs[key] = makers[key](canvas)
                 s.timing["preprocess_s"] += decode_s + (time.perf_counter() - t0)
-                jobs.append((s, spec, lb, pool.submit(infer, s, inputs[key]) if len(todo) > 1 else None, key))
-            for s, spec, lb, fut, key in jobs:  # in source order: each model's results stay in image order
-                outs, dt = fut.result() if fut is not None else infer(s, inputs[key])
+                jobs.append((s, spec, lb, pool.submit(infer, s, inputs[key])))
+            for s, spec, lb, fut in jobs:  # in source order: each model's results stay in image order
+                outs, dt = fut.result()
                 pending.append(post.submit(_postprocess, s, rec, frame_hw, spec, lb, outs, settings, writers[s.name]))
                 s.timing["inference_s"] += dt
                 s.timing["images"] += 1

@@ -307,11 +307,17 @@ def load_predictions(spec: PredictionsSpec, ds: Dataset, name: str) -> Source:
     return src
 
 
+def threads_per_model(models: int) -> int:
+    """Intra-op threads of each of several models, which run side by side (validator.inference.run_models):
+    the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // models)
+
+
 def open_sources(models: list[ModelSpec], predictions: list[PredictionsSpec], ds: Dataset, settings,
                  threads: int | None, delegate: DelegateSpec | None) -> list[Source]:
     used: set[str] = set()
-    if threads is None and len(models) > 1:  # the models run side by side (validator.inference.run_models)
-        threads = max(1, (os.cpu_count() or 1) // len(models))
+    if threads is None and len(models) > 1:
+        threads = threads_per_model(len(models))
     out = [open_model(m, ds, settings, _unique_name(_stem(m.path), used), threads, delegate) for m in models]
     out += [load_predictions(p, ds, _unique_name(p.name, used)) for p in predictions]
     return out
