@@ -23,3 +23,14 @@ def shapes_small(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     return MODELS
+
+
+@pytest.fixture(scope="session")
+def coco_like(tmp_path_factory) -> Path:
+    """40 images shaped like COCO val2017 (seed 3): sparse 6-digit image ids out of order, crowd annotation
+    ids near 9e11, the 80 COCO category ids (1..90 with gaps), 640-px photos (``shapes --coco-like``)."""
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    out = tmp_path_factory.mktemp("coco-like")
+    generate(out, ShapesConfig(images=40, seed=3, coco_like=True))
+    return out

@@ -55,13 +55,19 @@ def _noisy_detections(gt: dict, seed: int = 0) -> list[dict]:
     return dets
 
 
-@pytest.mark.parametrize("mode", ["from0", "duplicates"])
+def _val2017_id(k: int, a: dict) -> int:
+    """val2017's ids: crowds 9e11 + category x 1e8 + image id (e.g. 900100259690), others sparse to ~2e6."""
+    return 900_000_000_000 + a["category_id"] * 100_000_000 + a["image_id"] if a["iscrowd"] else 1_000 + 7_919 * k
+
+
+@pytest.mark.parametrize("mode", ["from0", "duplicates", "val2017"])
 def test_backends_agree_with_ids_from_0_or_repeated(shapes_small, mode):
     gt = json.loads((shapes_small / "annotations.json").read_text())
     dets = _noisy_detections(gt)
     odd = copy.deepcopy(gt)
+    assert any(a["iscrowd"] for a in odd["annotations"])
     for k, a in enumerate(odd["annotations"]):
-        a["id"] = k if mode == "from0" else (k // 2) + 1
+        a["id"] = {"from0": k, "duplicates": (k // 2) + 1, "val2017": _val2017_id(k, a)}[mode]
     ref = evaluate(gt, dets, "bbox", backend="pycocotools")
     for data in (odd, gt):
         for backend in ("pycocotools", "faster-coco-eval"):
@@ -71,7 +77,9 @@ def test_backends_agree_with_ids_from_0_or_repeated(shapes_small, mode):
             assert r.mean_recall == pytest.approx(ref.mean_recall, abs=1e-12), backend
             for cid, pc in ref.per_class.items():
                 assert r.per_class[cid]["AP50"] == pytest.approx(pc["AP50"], abs=1e-12)
-    assert [a["id"] for a in odd["annotations"][:3]] == ([0, 1, 2] if mode == "from0" else [1, 1, 2])  # untouched
+    assert [a["id"] for a in odd["annotations"][:3]] == {  # untouched
+        "from0": [0, 1, 2], "duplicates": [1, 1, 2],
+        "val2017": [_val2017_id(k, a) for k, a in enumerate(odd["annotations"][:3])]}[mode]
 
 
 def test_cli_backends_agree_on_a_dataset_with_ids_from_0(shapes_small, tmp_path, models_dir):

@@ -57,6 +57,31 @@ def test_cli_writes_images_and_json_and_is_deterministic(tmp_path):
     assert len(list((tmp_path / "x" / "images").glob("*.jpg"))) == 6
 
 
+def test_coco_like_is_deterministic_and_the_same_scene_as_its_own_ids(tmp_path):
+    """--coco-like: byte-identical on re-run; pycocotools loads it; annotations in the layout of val2017."""
+    for name in ("x", "y"):
+        r = subprocess.run([sys.executable, "-m", "validator.datasets", "shapes", "--out", str(tmp_path / name),
+                            "--images", "12", "--seed", "4", "--coco-like"], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+    assert _digest(tmp_path / "x") == _digest(tmp_path / "y")
+    doc = json.loads((tmp_path / "x" / "annotations.json").read_text())
+    coco = COCO(str(tmp_path / "x" / "annotations.json"))
+    assert sorted(coco.getImgIds()) == sorted(im["id"] for im in doc["images"])
+    for im in doc["images"]:
+        with Image.open(tmp_path / "x" / "images" / im["file_name"]) as pic:
+            assert pic.size == (im["width"], im["height"])
+    assert len({a["id"] for a in doc["annotations"]}) == len(doc["annotations"])
+    for a in doc["annotations"]:
+        if a["iscrowd"]:
+            assert a["id"] == 900_000_000_000 + a["category_id"] * 100_000_000 + a["image_id"]
+    used = {a["category_id"] for a in doc["annotations"]}
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    assert used <= {1, 18, 44, 62, 77, 90} and {names[c] for c in used} <= {
+        "circle", "triangle", "square", "star", "hexagon", "cross"}
+    assert names[3] == "car" and 12 not in names  # COCO's names and gaps elsewhere
+
+
 def test_cli_rejects_bad_count(tmp_path):
     r = subprocess.run([sys.executable, "-m", "validator.datasets", "shapes", "--out", str(tmp_path),
                         "--images", "0"], capture_output=True, text=True, check=False)

@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, type=Path, help="output folder (gets images/ and annotations.json)")
     s.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--coco-like", action="store_true",
+                   help="ids, file names, photo sizes, the 80 category ids and objects per image shaped like "
+                        "COCO val2017 (crowd annotation ids near 9e11)")
 
     f = sub.add_parser("fetch", help="download a dataset with checksum checks (resumable)")
     f.add_argument("name", help="recipe name, e.g. coco-val2017")
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.images < 1:
             p.error("--images must be >= 1")
-        path = generate(args.out, ShapesConfig(images=args.images, seed=args.seed),
+        path = generate(args.out, ShapesConfig(images=args.images, seed=args.seed, coco_like=args.coco_like),
                         progress=sys.stderr.isatty())
         print(path)
         return 0

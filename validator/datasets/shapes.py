@@ -13,6 +13,14 @@ evaluation cares about, not to be easy:
 * ``iscrowd=1`` regions (a cluster of tiny shapes of one class) stored as compressed RLE;
 * some images with no objects at all.
 
+``coco_like``: the same shapes in a file shaped like COCO val2017, because fixtures alone hid a crash on
+it (an array sized by the largest annotation id: val2017's crowd ids are ~9e11). Sparse 6-digit image ids
+listed out of id order, file names ``000000xxxxxx.jpg``, COCO's photo sizes (mostly 640x480, longest
+side 640), COCO's 80 category ids (1..90 with its gaps; the six shapes take six of them, the other 74
+keep COCO's names and have no objects), annotation ids sparse up to ~2.3e6 and crowd ids as val2017
+builds them (9e11 + category id x 1e8 + image id), ~7 objects per image with a long tail, objects scaled
+with the image so a 256-320 px model sees them as it does in the default mode.
+
 Determinism: every image draws from its own ``numpy.random.default_rng([seed, image_index])``, JSON is
 written with a fixed key order and rounded floats, JPEGs with fixed settings: same arguments give
 byte-identical files (for the same Pillow/libjpeg build).
@@ -52,6 +60,26 @@ IMAGE_SIZES: tuple[tuple[int, int], ...] = (
     (300, 200),
 )
 
+# COCO's 80 detection categories (instances_val2017.json): ids 1..90 with 10 gaps.
+COCO_CATEGORIES: tuple[tuple[int, str], ...] = tuple(enumerate([
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", None, "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", None, "backpack", "umbrella", None, None, "handbag", "tie",
+    "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
+    "skateboard", "surfboard", "tennis racket", "bottle", None, "wine glass", "cup", "fork", "knife", "spoon",
+    "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake",
+    "chair", "couch", "potted plant", "bed", None, "dining table", None, None, "toilet", None, "tv", "laptop",
+    "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", None,
+    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"], start=1))
+COCO_CATEGORIES = tuple((i, n) for i, n in COCO_CATEGORIES if n is not None)
+# coco_like: the COCO ids the six shapes take (the first and the last id among them), in CATEGORIES order
+COCO_LIKE_SHAPE_IDS: tuple[int, ...] = (1, 18, 44, 62, 77, 90)
+# COCO val2017's common photo sizes (width, height) and roughly how often they occur
+COCO_SIZES: tuple[tuple[int, int], ...] = ((640, 480), (480, 640), (640, 427), (427, 640), (640, 426),
+                                           (640, 428), (500, 375), (375, 500), (640, 360), (612, 612))
+COCO_SIZE_PROBS: tuple[float, ...] = (0.42, 0.12, 0.14, 0.06, 0.06, 0.04, 0.05, 0.03, 0.05, 0.03)
+COCO_CROWD_ID_BASE = 900_000_000_000  # val2017: crowd annotation id = 9e11 + category id * 1e8 + image id
+
 # Object size buckets as a linear size (circumradius in px) so that areas fall into COCO's ranges.
 SIZE_BUCKETS = {"small": (7.0, 15.0), "medium": (19.0, 48.0), "large": (78.0, 135.0)}
 SIZE_PROBS = {"small": 0.30, "medium": 0.40, "large": 0.30}
@@ -71,6 +99,7 @@ class ShapesConfig:
     crowd_fraction: float = 0.12
     max_objects: int = 8
     jpeg_quality: int = 92
+    coco_like: bool = False  # ids, names, sizes and object counts shaped like COCO val2017 (module docstring)
 
 
 # ----------------------------------------------------------------------------------------- geometry
@@ -193,7 +222,12 @@ def _make_image(cfg: ShapesConfig, index: int):
     from shapely.ops import unary_union
 
     rng = np.random.default_rng([cfg.seed, index])
-    w, h = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
+    if cfg.coco_like:
+        w, h = COCO_SIZES[int(rng.choice(len(COCO_SIZES), p=COCO_SIZE_PROBS))]
+        k = max(w, h) / 320.0  # objects scale with the photo: a model input sees them as in the default mode
+    else:
+        w, h = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
+        k = 1.0
     canvas = _background(rng, h, w)
     frame = sbox(0, 0, w, h)
 
@@ -201,12 +235,12 @@ def _make_image(cfg: ShapesConfig, index: int):
     crowd = None
     if not empty and rng.random() < cfg.crowd_fraction:
         cls = int(rng.integers(len(CATEGORIES)))
-        rw, rh = float(rng.uniform(50, 110)), float(rng.uniform(40, 90))
+        rw, rh = k * float(rng.uniform(50, 110)), k * float(rng.uniform(40, 90))
         x0, y0 = float(rng.uniform(0, max(1, w - rw))), float(rng.uniform(0, max(1, h - rh)))
         color = rng.uniform(0, 255, size=3).astype(np.float32)
         members = []
         for _ in range(int(rng.integers(10, 22))):
-            r = float(rng.uniform(3.0, 6.0))
+            r = k * float(rng.uniform(3.0, 6.0))
             cx, cy = x0 + float(rng.uniform(0, rw)), y0 + float(rng.uniform(0, rh))
             members.append(_shape_polygon(rng, CATEGORIES[cls][1], r, cx, cy))
         crowd = (cls, unary_union(members).intersection(frame))
@@ -215,14 +249,19 @@ def _make_image(cfg: ShapesConfig, index: int):
     # Place objects back to front; every new object may hide earlier ones, and is rejected if it
     # would hide too much of any of them or cut a hole into one.
     objects: list[dict] = []  # {"cls", "full", "visible"}
-    n_target = 0 if empty else int(rng.integers(1, cfg.max_objects + 1))
+    if empty:
+        n_target = 0
+    elif cfg.coco_like:  # val2017: ~7 objects per image, most images few, a long tail of crowded ones
+        n_target = min(1 + int(rng.negative_binomial(1.2, 1.2 / 7.2)), 40)
+    else:
+        n_target = int(rng.integers(1, cfg.max_objects + 1))
     attempts = 0
     while len(objects) < n_target and attempts < n_target * 12:
         attempts += 1
         cls = int(rng.integers(len(CATEGORIES)))
         bucket = rng.choice(list(SIZE_PROBS), p=list(SIZE_PROBS.values()))
         lo, hi = SIZE_BUCKETS[str(bucket)]
-        r = float(rng.uniform(lo, min(hi, 0.48 * min(w, h))))
+        r = float(rng.uniform(k * lo, min(k * hi, 0.48 * min(w, h))))
         # up to ~20% of the object may fall outside the frame
         cx = float(rng.uniform(-0.2 * r, w + 0.2 * r))
         cy = float(rng.uniform(-0.2 * r, h + 0.2 * r))
@@ -291,21 +330,22 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
     out = Path(out)
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
+    ids = _coco_like_ids(cfg) if cfg.coco_like else None
+    cat_ids = COCO_LIKE_SHAPE_IDS if cfg.coco_like else tuple(cid for cid, _ in CATEGORIES)
     images, annotations = [], []
-    ann_id = 1
     indices = range(cfg.images)
     if progress:
         from tqdm import tqdm
 
         indices = tqdm(indices, desc="shapes", unit="img")
     for i in indices:
-        image_id = i + 1
+        image_id = i + 1 if ids is None else int(ids["image"][i])
         image, (w, h), anns = _make_image(cfg, i)
         name = f"{image_id:012d}.jpg"
         image.save(img_dir / name, format="JPEG", quality=cfg.jpeg_quality, optimize=False)
         images.append({"id": image_id, "file_name": name, "width": w, "height": h})
         for kind, cls, parts in anns:
-            cat_id = CATEGORIES[cls][0]
+            cat_id = cat_ids[cls]
             if kind == "poly":
                 # bbox and area from the stored (rounded) coordinates, so they agree exactly
                 seg = [_flat(p) for p in parts]
@@ -325,7 +365,7 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
                 continue
             annotations.append(
                 {
-                    "id": ann_id,
+                    "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": cat_id,
                     "segmentation": seg,
@@ -334,20 +374,48 @@ def generate(out: Path | str, cfg: ShapesConfig, *, progress: bool = False) -> P
                     "iscrowd": crowd,
                 }
             )
-            ann_id += 1
+    categories = [{"id": cid, "name": n, "supercategory": "shape"} for cid, n in CATEGORIES]
+    if ids is not None:
+        images, annotations, categories = _coco_like_layout(cfg, ids, images, annotations)
     doc = {
         "info": {
-            "description": "qharness synthetic shapes dataset",
+            "description": "qharness synthetic shapes dataset" + (" (COCO val2017-like ids and layout)"
+                                                                   if cfg.coco_like else ""),
             "version": "1",
             "year": 2026,
             "contributor": "qharness",
-            "generator": {"name": "shapes", "images": cfg.images, "seed": cfg.seed},
+            "generator": {"name": "shapes", "images": cfg.images, "seed": cfg.seed,
+                          **({"coco_like": True} if cfg.coco_like else {})},
         },
         "licenses": [{"id": 1, "name": "CC0-1.0", "url": ""}],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": cid, "name": n, "supercategory": "shape"} for cid, n in CATEGORIES],
+        "categories": categories,
     }
     path = out / "annotations.json"
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     return path
+
+
+def _coco_like_ids(cfg: ShapesConfig) -> dict:
+    """Sparse 6-digit image ids (val2017's range), ascending with the image index."""
+    rng = np.random.default_rng([cfg.seed, 0, 1])  # a stream of its own: images draw from [seed, index]
+    return {"image": np.sort(rng.choice(np.arange(100, 581_782), size=cfg.images, replace=False)), "rng": rng}
+
+
+def _coco_like_layout(cfg: ShapesConfig, ids: dict, images: list, annotations: list):
+    """val2017's layout: annotation ids sparse (crowds 9e11 + category x 1e8 + image id), images and
+    annotations listed out of id order, the 80 COCO categories with the shapes at six of their ids."""
+    rng = ids["rng"]
+    plain = [a for a in annotations if not a["iscrowd"]]
+    for a, new_id in zip(plain, np.sort(rng.choice(2_300_000, size=len(plain), replace=False)) + 1, strict=True):
+        a["id"] = int(new_id)
+    for a in annotations:
+        if a["iscrowd"]:
+            a["id"] = COCO_CROWD_ID_BASE + a["category_id"] * 100_000_000 + a["image_id"]
+    images = [images[k] for k in rng.permutation(len(images))]
+    annotations = [annotations[k] for k in rng.permutation(len(annotations))]
+    shape_of = dict(zip(COCO_LIKE_SHAPE_IDS, (n for _, n in CATEGORIES), strict=True))
+    categories = [{"id": cid, "name": shape_of.get(cid, n), "supercategory": "shape" if cid in shape_of else "coco"}
+                  for cid, n in COCO_CATEGORIES]
+    return images, annotations, categories

@@ -386,9 +386,14 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool =
 
     anns = coco_gt.dataset["annotations"]
     gt_id = np.fromiter((a["id"] for a in anns), np.int64, len(anns))
-    crowd_of = np.zeros(int(gt_id.max(initial=0)) + 1, bool)
-    crowd_of[gt_id] = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, len(anns))
-    ignored = (gt_of > 0) & crowd_of[gt_of]
+    gt_crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, len(anns))
+    # looked up by id through a sorted copy, never an array indexed by id: val2017's crowd ids are ~9e11
+    by_id = np.argsort(gt_id, kind="stable")
+    ignored = np.zeros(n, bool)
+    hit = np.flatnonzero(gt_of > 0)
+    if len(hit):
+        pos = by_id[np.searchsorted(gt_id, gt_of[hit], sorter=by_id)]
+        ignored[hit] = gt_crowd[pos]
 
     cats = np.asarray(p.catIds, np.int64)
     imgs = np.asarray(p.imgIds, np.int64)
@@ -404,7 +409,7 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool =
 
     g_img = np.fromiter((a["image_id"] for a in anns), np.int64, len(anns))
     g_cat = np.fromiter((a["category_id"] for a in anns), np.int64, len(anns))
-    g_ok = np.isin(g_img, imgs) & ~crowd_of[gt_id]
+    g_ok = np.isin(g_img, imgs) & ~gt_crowd
     out: dict[int, ClassMatches] = {}
     # per class in COCO's record order: images ascending, then score descending, ties in detection id order
     idx = np.flatnonzero(keep)
