@@ -205,7 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/")
     if outcome.verdict is not None:
         print(outcome.verdict.headline)
+    if outcome.failures:
+        return _stage_failures(outcome.failures, argv, out)
     return outcome.exit_code
+
+
+def _stage_failures(failures, argv: list[str], out: Path) -> int:
+    """Internal errors after the results landed (the report): one line naming the stage, tracebacks saved, 3."""
+    try:
+        crash = _crash_file()
+        crash.write_text(f"validate {__version__}\nargv: {argv}\n\n"
+                         + "\n".join(f"[{f.stage}]\n{f.traceback}" for f in failures))
+        where = f"traceback saved to {crash}"
+    except OSError:
+        where = "traceback could not be saved"
+    first = failures[0]
+    more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+    print(f"validate: internal error in the {first.stage} stage{more}: {first.error}; summary.json, the tables and "
+          f"predictions are in {out}/ ({where}; please report it)", file=sys.stderr)
+    return 3
 
 
 def _release(reserved: Path | None) -> None:

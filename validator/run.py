@@ -17,6 +17,7 @@ from pathlib import Path
 from validator import __version__, nightly
 from validator.cache import PredictionCache, cache_key, default_cache_dir
 from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
+from validator.errors import StageFailure
 from validator.nightly import GateOptions
 from validator.predictions import PredictionWriter, compact, read_predictions, write_lines
 from validator.report.outputs import OutputDir, check_cache_dir
@@ -157,9 +158,12 @@ class Outcome:
     table_md: str
     out_dir: Path
     verdict: object | None = None  # validator.gate.Verdict of a gated run
+    failures: tuple[StageFailure, ...] = ()  # internal errors after the results landed (the report): exit 3
 
     @property
     def exit_code(self) -> int:
+        if self.failures:
+            return 3
         return 0 if self.verdict is None else self.verdict.exit_code
 
 
@@ -274,22 +278,28 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
 
         summary_text = json.dumps(summary, indent=2, sort_keys=False) + "\n"
         out.write("summary.json", summary_text)
-        data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
-                           gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
-        out.write("report.html", render_report(data))
         if verdict is not None:
             out.write("junit.xml", nightly.junit(plan, verdict))
         out.write("timing.json", json.dumps(timing, indent=2, sort_keys=True) + "\n")
         out.write("table.md", table_md)
         out.write("table.csv", tables.csv_table(summary))
         out.write("per_class.csv", tables.per_class_csv(summary))
+        # The report only presents what is already written: a failure in it costs the page (or one of its
+        # sections), never the results; the run then exits 3 naming the stage (StageFailure).
+        failures: list[StageFailure] = []
+        try:
+            data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
+                               gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
+            out.write("report.html", render_report(data, failures))
+        except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land
+            failures.append(StageFailure.capture("report", e))
         final = out.commit()
     finally:
         for w in writers.values():
             w.abort()
         out.abort()
     nightly.record(plan, summary, summary_text, verdict, table_md)
-    return Outcome(summary, timing, table_md, final, verdict)
+    return Outcome(summary, timing, table_md, final, verdict, tuple(failures))
 
 
 _COMMON_DEFINITIONS = {

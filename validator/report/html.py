@@ -762,6 +762,7 @@ h1{font-size:20px;margin:0 0 2px}h2{font-size:17px;margin:0 0 8px}h3{font-size:1
 font-variant-numeric:tabular-nums}.chip.plain{background:#e8eaed}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:12px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .note{color:#5f6368;margin:0 0 8px;font-size:13px}.muted{color:#5f6368}.title{margin:0 0 8px;font-weight:600}
+.error{color:#b3261e;font-weight:600}
 table.data{border-collapse:collapse;margin:6px 0 10px;font-size:13px;font-variant-numeric:tabular-nums}
 table.data th,table.data td{border-bottom:1px solid #e3e3e3;padding:4px 9px;text-align:left;vertical-align:top}
 table.data thead th{background:#f1f3f4;font-weight:600;border-bottom:2px solid #dadce0}
@@ -826,21 +827,40 @@ document.documentElement.setAttribute('data-report-ready','1');
 """
 
 
-def render_report(data: Mapping) -> str:
-    """The whole page as a string (see the module docstring for ``data``)."""
+SECTIONS = (
+    ("table", "Table", "_headline"),
+    ("gate", "Gate", "_gate"),
+    ("per-class", "Per class", "_per_class"),
+    ("pr", "PR curves", "_pr"),
+    ("sizes", "Sizes", "_sizes"),
+    ("scores", "Scores", "_scores"),
+    ("gallery", "Images", "_gallery"),
+    ("history", "Trend", "_history"),
+    ("timing", "Timing", "_timing"),
+    ("provenance", "Provenance", "_provenance"),
+)
+
+
+def render_report(data: Mapping, failures: list | None = None) -> str:
+    """The whole page as a string (see the module docstring for ``data``).
+
+    With ``failures`` (a list), a section that raises is replaced by a note on the page and recorded there as
+    a :class:`validator.errors.StageFailure`, so one broken plot costs that plot, not the report; without it
+    the error propagates."""
+    from validator.errors import StageFailure
+
     run = _Run(data)
-    sections = [
-        ("table", "Table", _headline(run)),
-        ("gate", "Gate", _gate(run)),
-        ("per-class", "Per class", _per_class(run)),
-        ("pr", "PR curves", _pr(run)),
-        ("sizes", "Sizes", _sizes(run)),
-        ("scores", "Scores", _scores(run)),
-        ("gallery", "Images", _gallery(run)),
-        ("history", "Trend", _history(run)),
-        ("timing", "Timing", _timing(run)),
-        ("provenance", "Provenance", _provenance(run)),
-    ]
+    sections = []
+    for sid, name, fn in SECTIONS:
+        try:
+            body = globals()[fn](run)
+        except Exception as e:  # noqa: BLE001  reported through `failures`, the run exits 3
+            if failures is None:
+                raise
+            failures.append(StageFailure.capture(f"report section '{sid}'", e))
+            body = _section(sid, name, f'<p class="error">This section could not be drawn ({_e(failures[-1].error)}); '
+                                       "validate exited 3 and saved the traceback.</p>")
+        sections.append((sid, name, body))
     nav = "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name, body in sections if body)
     names = " vs ".join(run.label.get(n, n) for n, _, _ in run.plot_models()[:2]) or "no models"
     s = run.summary

@@ -405,6 +405,15 @@ def _dashed_rect(draw, box, fill, width: int, dash: int = 5) -> None:
                       fill=fill, width=width)
 
 
+def _corners(xywh, sx: float, sy: float) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) on the panel, ordered. A box may have negative width or height: YOLO26 predicts such
+    boxes (Ultralytics' own predict gives them too) and COCO scores them; drawing needs x0 <= x1, y0 <= y1."""
+    x, y, w, h = (float(v) for v in xywh)
+    x0, x1 = sorted((x * sx, (x + w) * sx))
+    y0, y1 = sorted((y * sy, (y + h) * sy))
+    return x0, y0, x1, y1
+
+
 def gallery_panel(path, width: int, height: int, gt: Iterable[dict], dets: Iterable[dict],
                   class_index: dict, class_names: dict, max_side: int = GALLERY_MAX_SIDE,
                   min_score: float = CONFIDENT) -> tuple[bytes, int, int, int]:
@@ -437,15 +446,13 @@ def gallery_panel(path, width: int, height: int, gt: Iterable[dict], dets: Itera
     img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     for g in gt:
-        x, y, w, h = g["bbox"]
-        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+        box = _corners(g["bbox"], sx, sy)
         _dashed_rect(draw, box, (0, 0, 0), 3)
         _dashed_rect(draw, box, (255, 255, 255), 1)
     font = _font(10)
     for d in dets:
-        x, y, w, h = d["bbox"]
         col = rgb(d.get("category_id"))
-        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+        box = _corners(d["bbox"], sx, sy)
         draw.rectangle(box, outline=col, width=2)
         text = f"{class_names.get(str(d.get('category_id')), d.get('category_id'))} {float(d.get('score', 1)):.2f}"
         tb = draw.textbbox((0, 0), text, font=font)
