@@ -13,6 +13,9 @@ nox.options.reuse_existing_virtualenvs = True
 ROOT = Path(__file__).parent
 DEMO_DATA = ROOT / "datasets" / "shapes-demo"
 MODELS = ROOT / "tests" / "fixtures" / "models"
+# the demo's validate output folders: committed example reports (report.html, table.md and the .qharness
+# marker that lets validate replace them; tests/test_demo.py checks a fresh clone has it)
+DEMO_REPORTS = ("reports/demo-shapes-det", "reports/demo-shapes-seg", "reports/demo-quantize/report")
 
 
 def _chromium(session: nox.Session) -> None:
@@ -60,6 +63,7 @@ def demo(session: nox.Session) -> None:
         gate = ["--gate", "examples/gate.toml"] if stem == "shapes-det" else []
         session.run("validate", "--float", f"{models}/{stem}.onnx", "--int8", f"{models}/{stem}.int8.tflite",
                     "--data", data, "--out", f"reports/demo-{stem}", *gate, *session.posargs)
+        assert f"reports/demo-{stem}" in DEMO_REPORTS
     # The quantizer: INT8 variants of the det fixture under three strategies and both output layouts, from
     # 64 calibration images of another seed (the committed float TFLite conversions are found beside the
     # ONNX: no TensorFlow), all validated in one table beside the float and the upstream INT8 models.
@@ -68,10 +72,10 @@ def demo(session: nox.Session) -> None:
         session.run("python", "-m", "validator.datasets", "shapes", "--out", calib, "--images", "72", "--seed", "11")
     variants = "reports/demo-quantize/variants"
     session.run("quantize", "--model", f"{models}/shapes-det.onnx", "--calib", calib, "--samples", "64",
-                "--strategy", "minmax,percentile:99.99,mse", "--outputs", "split,monolithic", "--out", variants)
+                "--strategy", "minmax,percentile:99.99,mse", "--outputs", "split,monolithic", "--out", variants,
+                "--force")  # the demo's own variants of its last run are replaced
     session.run("validate", "--float", f"{models}/shapes-det.onnx", "--int8", f"{models}/shapes-det.int8.tflite",
-                "--manifest", f"{variants}/variants.json", "--data", data, "--out", "reports/demo-quantize/report",
-                *session.posargs)
+                "--manifest", f"{variants}/variants.json", "--data", data, "--out", DEMO_REPORTS[2], *session.posargs)
 
 
 @nox.session

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize filter, as validate's --resample (default antialias)")
     a.add_argument("--stats-dir", type=Path, help="where statistics are cached (default ~/.cache/qharness/calibration)")
     a.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
-    a.add_argument("--quiet", action="store_true", help="no progress output")
+    a.add_argument("--quiet", action="store_true", help="no progress output (warnings are still printed)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the variants an earlier run left in --out (without it such a folder is refused)")
     return p
 
 
@@ -125,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                        layouts=args.outputs, formats=args.format, recipe=args.recipe,
                        check_images=args.check_images, bins=args.bins, min_width=args.min_range,
                        resize=args.resize, resample=args.resample, stats_dir=args.stats_dir, threads=args.threads,
-                       quiet=args.quiet)
-        outcome = run(opts, log)
+                       quiet=args.quiet, force=args.force)
+        outcome = run(opts, log, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
     except (InputError, ConverterMissing) as e:
         print(f"quantize: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("quantize: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from quantizer.run import Interrupted
+
+        print(f"quantize: {e.message() if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as e:  # an internal error: one line and the traceback saved  # noqa: BLE001
         from quantizer.run import tool_versions

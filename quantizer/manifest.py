@@ -12,6 +12,7 @@ that folder (the float reference, the float parent) are absolute.
       "tool": {"name": "quantize", "qharness": "0.1.0"},
       "float_model": {"path": "/abs/shapes-det.onnx", "sha256": "...", "format": "onnx"},
       "calibration": {"source": "/abs/calib", "images_available": 600},
+      "complete": true, "planned": 12,   # false while building or after an interrupt: the variants finished
       "variants": [<variant manifest>, ...]          # in build order
     }
 
@@ -92,9 +93,13 @@ def write_variant(out_dir: Path, entry: dict) -> Path:
     return p
 
 
-def write_index(out_dir: Path, entries: list[dict], float_model: dict, calibration: dict, tool: dict) -> Path:
+def write_index(out_dir: Path, entries: list[dict], float_model: dict, calibration: dict, tool: dict, *,
+                complete: bool = True, planned: int | None = None) -> Path:
     """Write ``variants.json``; variant files an earlier run listed there and this run did not make are
-    removed (with their manifests), so the folder holds what the index says."""
+    removed (with their manifests), so the folder holds what the index says.
+
+    ``quantize`` rewrites it after every variant with ``complete`` false (``planned``: how many the run
+    builds), so an interrupted run leaves an index of exactly the variants that are finished."""
     out_dir = Path(out_dir)
     index = out_dir / INDEX_NAME
     old = load_index(index) if index.is_file() else None
@@ -107,7 +112,7 @@ def write_index(out_dir: Path, entries: list[dict], float_model: dict, calibrati
                     if p.is_file():
                         p.unlink()
     doc = {"format": INDEX_FORMAT, "version": VERSION, "tool": tool, "float_model": float_model,
-           "calibration": calibration,
+           "calibration": calibration, "complete": complete, "planned": len(entries) if planned is None else planned,
            "variants": [{"format": VARIANT_FORMAT, "version": VERSION, **e} for e in entries]}
     _write_json(index, doc)
     return index

@@ -59,6 +59,24 @@ class Options:
     stats_dir: Path | None = None
     threads: int | None = None
     quiet: bool = False
+    force: bool = False  # replace the variants an earlier run left in --out
+
+
+SQNR_WARN_DB = 10.0  # an output below this kept less than 10x more signal than error: validate it before use
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``quantize``: ``variants.json`` lists the variants finished before it (``kept``)."""
+
+    def __init__(self, kept: int, planned: int, out: Path):
+        super().__init__()
+        self.kept, self.planned, self.out = kept, planned, out
+
+    def message(self) -> str:
+        if not self.kept:
+            return f"interrupted before any variant was finished; {self.out}/variants.json lists none"
+        return (f"interrupted: kept the {self.kept} of {self.planned} variants finished in {self.out}/ "
+                "(variants.json lists them; validate --manifest reads it)")
 
 
 @dataclass
@@ -178,6 +196,8 @@ class _Builder:
     held_out: bool
     entries: list[dict]
     log: Callable[[str], None]
+    warn: Callable[[str], None]
+    on_added: Callable[[], None]
 
     def add(self, name: str, ext: str, data: bytes, entry: dict, t0: float) -> None:
         path = self.opts.out / f"{name}.{ext}"
@@ -189,15 +209,29 @@ class _Builder:
                 "io": {"input": io_desc["inputs"][0], "outputs": io_desc["outputs"]},
                 "wall_seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
                 "check": {"images": self.ref.names, "held_out": self.held_out, "outputs": rows}}
+        low = [r for r in rows if r["sqnr_db"] is not None and r["sqnr_db"] < SQNR_WARN_DB]
+        if low:
+            full["warnings"] = [f"output {r['name']} ({r['role']}): SQNR {r['sqnr_db']:.1f} dB < {SQNR_WARN_DB:g} dB "
+                                "against the float parent" for r in low]
         write_variant(self.opts.out, full)
         self.entries.append(full)
+        self.on_added()
         worst = min((r["sqnr_db"] for r in rows if r["sqnr_db"] is not None), default=None)
         self.log(f"quantize: [{len(self.entries)}] {path.name} ({full['wall_seconds']:.1f} s"
                  + (f", min SQNR {worst:.1f} dB" if worst is not None else "") + ")")
+        for r in low:
+            self.warn(f"quantize: warning: {name}: {r['role']} output '{r['name']}' SQNR {r['sqnr_db']:.1f} dB is "
+                      f"below {SQNR_WARN_DB:g} dB: it kept little of the float model's signal (e.g. boxes and "
+                      "scores sharing one int8 scale); validate it before use (docs/quantizer.md)")
 
 
-def run(opts: Options, log: Callable[[str], None]) -> Outcome:
-    """Build every variant (see the module docstring); InputError for bad input, before the long work."""
+def run(opts: Options, log: Callable[[str], None], warn: Callable[[str], None] | None = None) -> Outcome:
+    """Build every variant (see the module docstring); InputError for bad input, before the long work.
+
+    ``variants.json`` is rewritten after each variant (``complete`` false until the end), so a Ctrl-C leaves
+    an index of the finished variants (:class:`Interrupted` says how many). ``warn`` gets what must be seen
+    even with ``--quiet`` (an output whose SQNR is below ``SQNR_WARN_DB``)."""
+    warn = warn or log
     t_run = time.monotonic()
     kind = opts.model.suffix.lower().lstrip(".")
     if kind not in ("onnx", "tflite"):
@@ -223,6 +257,7 @@ def run(opts: Options, log: Callable[[str], None]) -> Outcome:
         recipe = emit_tflite.load_recipe(opts.recipe)
     except emit_tflite.RecipeError as e:
         raise InputError(str(e)) from None
+    earlier = _earlier_variants(opts)
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
         probe = opts.out / f".quantize-write-test.{os.getpid()}"
@@ -230,19 +265,83 @@ def run(opts: Options, log: Callable[[str], None]) -> Outcome:
         probe.unlink()
     except OSError as e:
         raise InputError(f"{opts.out}: cannot write the output folder ({e.strerror or e})") from None
-
     float_model = {"path": str(opts.model.resolve()), "sha256": sha256_file(opts.model), "format": kind}
     rec = _model_record(opts.model) if kind == "tflite" else None
     stem = Path(rec["source"]).stem if rec and rec.get("source") else opts.model.stem
     cache = StatsCache(opts.stats_dir or default_stats_dir())
     entries: list[dict] = []
+    planned = [0]
+    calib_doc = {"source": str(opts.calib.resolve()), "images_available": len(images)}
+    tool = {"name": "quantize", "qharness": tool_versions()["qharness"]}
 
+    def write(complete: bool) -> Path:
+        return write_index(opts.out, entries, float_model, calib_doc, tool, complete=complete, planned=planned[0])
+
+    try:
+        if earlier:
+            shown = ", ".join(earlier[:4]) + (f", +{len(earlier) - 4} more" if len(earlier) > 4 else "")
+            log(f"quantize: --force: replacing the {len(earlier)} variants of the earlier run in {opts.out} "
+                f"({shown})")
+            _remove_variants(opts.out, earlier)
+        write(False)  # from here on variants.json lists exactly the variants that are finished
+        parents = _parents(opts, kind, log)
+        planned[0] = sum(_planned(opts, p, calibrated, references) for p in parents)
+        _build(opts, parents, images, n_max, calibrated, references, check_list, held_out, recipe,
+               float_model, stem, cache, entries, log, warn, lambda: write(False))
+    except KeyboardInterrupt:
+        write(False)
+        raise Interrupted(len(entries), planned[0], opts.out) from None
+    index = write(True)
+    return Outcome(entries, index, summary_table(entries, time.monotonic() - t_run))
+
+
+def transform_of(runner):
+    return choose_transform(runner.input, runner.metadata.get("normalization"))
+
+
+def _planned(opts: Options, parent: Parent, calibrated, references) -> int:
+    per = len(opts.granularities) * (len(opts.ios) if parent.format == "tflite" else 1)
+    n = len(calibrated) * len(opts.samples) * per
+    if parent.format == "tflite":
+        n += sum(1 if s.name == "fp16" else len(opts.granularities) for s in references)
+    return n
+
+
+def _earlier_variants(opts: Options) -> list[str]:
+    """Variant files an earlier run left in ``--out`` (from its variants.json): refused unless ``--force``."""
+    from quantizer.manifest import INDEX_NAME, load_index
+
+    if opts.out.exists() and not opts.out.is_dir():
+        raise InputError(f"{opts.out}: --out is an existing file, not a folder")
+    index = opts.out / INDEX_NAME
+    if not index.exists():
+        return []
+    doc = load_index(index)
+    if doc is None:
+        raise InputError(f"{index}: not a quantize variants.json; give another --out")
+    names = [v["path"] for v in doc["variants"] if isinstance(v.get("path"), str) and "/" not in v["path"]
+             and "\\" not in v["path"] and (opts.out / v["path"]).is_file()]
+    if names and not opts.force:
+        raise InputError(f"{opts.out}: holds {len(names)} variants of an earlier quantize run (variants.json); "
+                         "give --force to replace them, or another --out")
+    return names
+
+
+def _remove_variants(out: Path, names: list[str]) -> None:
+    for rel in names:
+        for p in (out / rel, out / f"{rel}.json"):
+            p.unlink(missing_ok=True)
+
+
+def _build(opts, parents, images, n_max, calibrated, references, check_list, held_out, recipe,
+           float_model, stem, cache, entries, log, warn, on_added) -> None:
+    """Statistics once per parent, then every variant of it (appended to ``entries`` as each is finished)."""
     def progress(desc: str, total: int):
         return Progress(total, f"quantize: {desc}", "images", quiet=opts.quiet)
 
-    for parent in _parents(opts, kind, log):
+    for parent in parents:
         prunner = open_runner(parent.path)
-        transform = choose_transform(prunner.input, prunner.metadata.get("normalization"))
+        transform = transform_of(prunner)
         input_range = _value_range(transform)
         stats, computed, stats_s = {}, [], 0.0
         if calibrated:
@@ -265,7 +364,7 @@ def run(opts: Options, log: Callable[[str], None]) -> Outcome:
             "tools": tool_versions({k: v for k, v in parent.converter.items() if k in ("onnx2tf", "tensorflow")}),
         }
         builder = _Builder(opts, parent, FloatReference(parent.path, check_list, opts.resize, opts.resample),
-                           common, held_out, entries, log)
+                           common, held_out, entries, log, warn, on_added)
         parent_bytes = parent.path.read_bytes() if parent.format == "tflite" else b""
         for strategy in calibrated:
             for n in opts.samples:
@@ -302,10 +401,6 @@ def run(opts: Options, log: Callable[[str], None]) -> Outcome:
                              "samples": None, "granularity": gran, "calibration": None,
                              "recipe": {"source": "fp16" if strategy.name == "fp16" else "dynamic_int8",
                                         "rules": None}}, t0)
-    index = write_index(opts.out, entries, float_model,
-                        {"source": str(opts.calib.resolve()), "images_available": len(images)},
-                        {"name": "quantize", "qharness": tool_versions()["qharness"]})
-    return Outcome(entries, index, summary_table(entries, time.monotonic() - t_run))
 
 
 def _tflite(parent_bytes, rng, recipe, input_range, io, md) -> bytes:

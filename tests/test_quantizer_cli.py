@@ -114,13 +114,64 @@ def test_statistics_are_reused(det_run, calib, tmp_path, capsys):
     assert index["variants"][0]["calibration"]["statistics_cached"] is True
 
 
-def test_rerun_into_the_same_folder_keeps_only_what_it_lists(calib, tmp_path, capsys):
+def test_rerun_into_the_same_folder_is_refused_without_force_and_says_what_force_replaces(calib, tmp_path, capsys):
+    """An earlier run's variants were deleted without a word; now the folder is refused (exit 2, before any
+    work) unless --force, which names what it replaces and keeps only what the new run lists."""
     args = ["--model", MODELS / "shapes-det.split.float32.tflite", "--calib", calib, "--samples", "4",
-            "--out", tmp_path, "--stats-dir", tmp_path / "stats", "--quiet"]
-    assert quantize(capsys, *args, "--strategy", "minmax,mse")[0] == 0
-    assert quantize(capsys, *args, "--strategy", "mse")[0] == 0
+            "--out", tmp_path, "--stats-dir", tmp_path / "stats"]
+    assert quantize(capsys, *args, "--strategy", "minmax,mse", "--quiet")[0] == 0
+    before = sorted(p.name for p in tmp_path.glob("*.tflite*"))
+    rc, _, err = quantize(capsys, *args, "--strategy", "mse")
+    assert rc == 2 and "holds 2 variants of an earlier quantize run" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1 and sorted(p.name for p in tmp_path.glob("*.tflite*")) == before
+    rc, _, err = quantize(capsys, *args, "--strategy", "mse", "--force")
+    assert rc == 0, err
+    assert "replacing the 2 variants of the earlier run" in err and "shapes-det.split.minmax.n4.channel.int8" in err
     left = sorted(p.name for p in tmp_path.glob("*.tflite*"))
     assert left == ["shapes-det.split.mse.n4.channel.int8.tflite", "shapes-det.split.mse.n4.channel.int8.tflite.json"]
+    index = load_index(tmp_path / INDEX_NAME)
+    assert index["complete"] is True and index["planned"] == 1
+
+
+@pytest.mark.parametrize("when", ["statistics", "second_variant"])
+def test_ctrl_c_leaves_an_index_of_the_finished_variants(when, calib, tmp_path, capsys, monkeypatch):
+    import quantizer.run as qrun
+
+    if when == "statistics":
+        def stop(*_a, **_k):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(qrun, "statistics", stop)
+    else:
+        real = qrun._tflite
+        calls = []
+
+        def stop_second(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+        monkeypatch.setattr(qrun, "_tflite", stop_second)
+    out = tmp_path / "v"
+    rc, _, err = quantize(capsys, "--model", MODELS / "shapes-det.split.float32.tflite", "--calib", calib,
+                          "--samples", "4", "--strategy", "minmax,mse", "--out", out, "--stats-dir", tmp_path / "s")
+    assert rc == 130
+    index = load_index(out / INDEX_NAME)
+    assert index is not None and index["complete"] is False and index["planned"] == 2
+    kept = [v["name"] for v in index["variants"]]
+    if when == "statistics":
+        assert kept == [] and "before any variant was finished" in err.splitlines()[-1]
+    else:
+        assert kept == ["shapes-det.split.minmax.n4.channel.int8"]
+        assert "kept the 1 of 2 variants finished" in err.splitlines()[-1]
+        assert all((out / v["path"]).is_file() and (out / f"{v['path']}.json").is_file() for v in index["variants"])
+        assert not (out / "shapes-det.split.mse.n4.channel.int8.tflite").exists()
+        # validate reads what is there, and says the run was cut short
+        r = validate_main(["--float", str(MODELS / "shapes-det.onnx"), "--manifest", str(out / INDEX_NAME),
+                           "--data", str(calib), "--limit", "3", "--out", str(tmp_path / "r"), "--quiet",
+                           "--no-cache"])
+        assert r == 0
+        notes = json.loads((tmp_path / "r" / "summary.json").read_text())["models"][1]["notes"]
+        assert any("interrupted quantize run: 1 of 2 planned variants" in n for n in notes)
 
 
 @pytest.mark.slow
@@ -148,12 +199,17 @@ def test_monolithic_control_and_calibration_overlap(shapes_small, tmp_path, caps
     (mono,) = load_index(tmp_path / "mono" / INDEX_NAME)["variants"]
     assert [r["role"] for r in mono["check"]["outputs"]] == ["boxes", "scores"]
     assert mono["check"]["outputs"][1]["sqnr_db"] < 5  # the known-bad control: scores share the box scale
+    # warned at build time (also under --quiet), recorded in the manifest, and carried into validate's notes
+    warn = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "scores output" in warn[0] and "below 10 dB" in warn[0]
+    assert mono["warnings"] and "SQNR" in mono["warnings"][0]
     assert validate_main(["--float", str(MODELS / "shapes-det.onnx"), "--manifest",
                           str(tmp_path / "mono" / INDEX_NAME), "--data", str(shapes_small), "--limit", "12",
                           "--out", str(tmp_path / "r"), "--quiet", "--no-cache"]) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     notes = summary["models"][1].get("notes", [])
     assert any("calibrated on 10 of the images evaluated here" in n for n in notes)
+    assert any(n.startswith("quantize warned: output") for n in notes)
 
 
 @pytest.mark.slow

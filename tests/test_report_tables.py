@@ -75,3 +75,16 @@ def test_mixed_det_and_seg_models_share_one_table():
     assert md[4] == "| Δ q − f | -2.69 pts | -3.72 pts | n/a | n/a |"
     pc = tables.per_class_csv(s).splitlines()
     assert pc[-1] == "segm,1,x,1,49.20,34.75,,,,"
+
+
+def test_a_row_whose_own_optimum_recall_is_not_the_paired_one_says_so():
+    """Seen: a variant row read Mean Recall 73% beside the float's 60% while its paired Δ was -60.42 pts; the
+    row now carries the paired reading where the two differ by a point or more."""
+    s = _summary(False)
+    q = s["models"][1]
+    q["metrics"]["bbox"].update(mean_recall=0.73, f1_conf=0.001)
+    q["at_reference_confidence"] = {"bbox": {"conf": 0.342, "mean_recall": 0.0}}
+    assert _table(s)[3] == "| TFLite INT8 (q) | 47.51% | 32.03% | 73.00% at own conf 0.001 (0.00% at the " \
+                           "reference's 0.342) |"
+    q["at_reference_confidence"]["bbox"]["mean_recall"] = 0.7255  # within a point: one number
+    assert _table(s)[3] == "| TFLite INT8 (q) | 47.51% | 32.03% | 73.00% |"

@@ -56,7 +56,13 @@ def read_manifest(path: Path) -> list[ModelSpec]:
             raise InputError(f"{p}: variants[{i}] has no 'path'")
         specs.append(ModelSpec(p.parent / v["path"], "auto", v))
     if not specs:
-        raise InputError(f"{p}: lists no variants")
+        raise InputError(f"{p}: lists no variants" + (" (its quantize run was interrupted before the first one was "
+                                                      "finished)" if doc.get("complete") is False else ""))
+    if doc.get("complete") is False:  # an interrupted quantize run: said once, on its first variant
+        first = specs[0]
+        specs[0] = ModelSpec(first.path, first.role, {**first.manifest, "index_incomplete": (
+            f"{p.name} is from an interrupted quantize run: {len(specs)} of {doc.get('planned', '?')} planned "
+            "variants were finished")})
     return specs
 
 
@@ -203,6 +209,10 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
                  runner=runner, contract=contract, class_map=cmap, transform=transform, precision=prec.label)
     if "matches no convention" in transform.source:
         src.notes.append(f"input range: {transform.source}; give --input-range if the model expects another")
+    manifest = spec.manifest or {}
+    if manifest.get("index_incomplete"):
+        src.notes.append(manifest["index_incomplete"])
+    src.notes += [f"quantize warned: {w}" for w in manifest.get("warnings", [])]
     overlap = calibration_overlap(spec.manifest, ds) if spec.manifest else None
     if overlap:
         src.notes.append(f"calibrated on {overlap[0]} of the images evaluated here ({overlap[1]} calibration "

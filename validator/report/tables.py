@@ -49,12 +49,30 @@ def _delta_label(d: dict) -> str:
     return f"Δ {d['model']} − {d['reference']}"
 
 
+PAIRED_GAP = 0.01  # a model row's own-optimum Mean Recall this far from its paired reading says so in the cell
+
+
+def _cell(m: dict, t: str, k: str) -> str:
+    """A model row's value; its Mean Recall is read at its own F1-optimal confidence, but the Δ row pairs it
+    at the reference's: where the two differ by a point or more the cell carries the paired reading too,
+    so the row and its Δ can be read together."""
+    v = m["metrics"].get(t, {}).get(k)
+    paired = (m.get("at_reference_confidence") or {}).get(t, {})
+    if k != "mean_recall" or v is None or paired.get("mean_recall") is None:
+        return _pct(v)
+    if abs(v - paired["mean_recall"]) < PAIRED_GAP:
+        return _pct(v)
+    own = m["metrics"][t].get("f1_conf")
+    own_s = f" at own conf {own:.3f}" if own is not None else ""
+    return f"{_pct(v)}{own_s} ({_pct(paired['mean_recall'])} at the reference's {paired['conf']:.3f})"
+
+
 def rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     cols = _columns(summary)
     header = ["Model"] + [c[0] for c in cols]
     body = []
     for m in summary["models"]:
-        body.append([model_label(m)] + [_pct(m["metrics"].get(t, {}).get(k)) for _, t, k in cols])
+        body.append([model_label(m)] + [_cell(m, t, k) for _, t, k in cols])
     for d in summary.get("deltas", []):
         body.append([_delta_label(d)] + [_pts(d["metrics"].get(t, {}).get(k)) for _, t, k in cols])
     return header, body
