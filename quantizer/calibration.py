@@ -80,7 +80,8 @@ def calibration_images(path: Path) -> ImageList:
 
         if path.is_file() and path.suffix.lower() != ".json":
             raise InputError(f"{path}: --calib takes a folder of images or a COCO annotation JSON")
-        ds = load_dataset(path)
+        ds = load_dataset(path, missing_hint="give --calib a folder of the images you have, or a JSON that lists "
+                                             "only those")
         return ImageList(path, tuple(r.path for r in ds.images), tuple(r.file_name for r in ds.images))
     folder = path
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 
 from quantizer.strategies import DEFAULT_BINS, MIN_WIDTH, parse_strategy
+from validator import __version__
+from validator.cliparse import ArgumentParser, stdout_closed
 
 LAYOUT_CHOICES = ("monolithic", "split")
 FORMAT_CHOICES = ("tflite", "onnx")
@@ -56,13 +58,14 @@ def _strategies(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="quantize",
         description="Make INT8 variants of a float detector (TFLite via ai-edge-quantizer, ONNX QDQ via "
                     "onnxruntime) under several calibration strategies from one streamed statistics pass; "
                     "each variant gets a manifest, DIR/variants.json lists them (validate --manifest).",
         epilog="Comma lists make the cross product of variants. ONNX -> TFLite needs the onnx2tf environment "
                "once: python -m quantizer.convert setup.")
+    p.add_argument("--version", action="version", version=f"quantize (qharness) {__version__}")
     p.add_argument("--model", type=Path, required=True, help="float model: .onnx (YOLOv8/11 export) or .tflite")
     p.add_argument("--calib", type=Path, required=True,
                    help="calibration images: a folder of images or a COCO dataset (folder or annotation JSON)")
@@ -90,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"histogram bins (default {DEFAULT_BINS})")
     a.add_argument("--min-range", type=float, default=MIN_WIDTH,
                    help=f"minimum activation range width (default {MIN_WIDTH})")
-    a.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox")
+    a.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox",
+                   help="how calibration images meet the input size, as validate's --resize (default letterbox)")
     a.add_argument("--resample", choices=["antialias", "linear"], default="antialias",
                    help="resize filter, as validate's --resample (default antialias)")
     a.add_argument("--stats-dir", type=Path, help="where statistics are cached (default ~/.cache/qharness/calibration)")
@@ -150,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())[:300]
         print(f"quantize: internal error: {type(e).__name__}: {msg} ({where}; please report it)", file=sys.stderr)
         return 3
-    sys.stdout.write(outcome.table)
-    print(f"variants and manifests in {args.out}/ (index: {outcome.index})")
+    try:
+        sys.stdout.write(outcome.table)
+        print(f"variants and manifests in {args.out}/ (index: {outcome.index})", flush=True)
+    except BrokenPipeError:
+        stdout_closed()
     return 0
 
 

@@ -123,3 +123,62 @@ def test_failed_run_keeps_previous_outputs(data_copy, tmp_path):
     ann.write_bytes(ann.read_bytes()[:100])
     _one_line_error(_validate("--float", str(DET), "--data", str(data_copy), "--out", str(out)))
     assert (out / "summary.json").read_text() == '{"previous": true}\n'
+
+
+# ------------------------------------------------------------------------------------------ usage errors
+def _usage(prog: list[str], *args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", *prog, *args], capture_output=True, text=True, check=False, timeout=120)
+    return _one_line_error(r)
+
+
+VALIDATE, QUANTIZE, DATASETS = ["validator.cli"], ["quantizer.cli"], ["validator.datasets"]
+
+
+@pytest.mark.parametrize("prog, args, needles", [
+    # a misspelt subcommand was read as missing --data; a misspelt flag as a missing required one
+    (VALIDATE, ["histroy", "--db", "h.sqlite"], ["unknown command 'histroy'", "did you mean 'history'"]),
+    (QUANTIZE, ["--modle", "x"], ["unknown option --modle", "did you mean --model?"]),
+    (VALIDATE, ["--float", "x.onnx", "--dataa", "d"], ["unknown option --dataa", "--data?"]),
+    (VALIDATE, ["history", "--dbb", "x"], ["validate history: error: unknown option --dbb", "--db?"]),
+    (DATASETS, ["shapes", "--outt", "x"], ["unknown option --outt", "--out?"]),
+    (VALIDATE, ["--conf", "x", "--data", "d"], ["--conf: invalid float value"]),
+    (VALIDATE, ["--float", "x.onnx"], ["required: --data"]),
+])
+def test_usage_errors_are_one_line_naming_the_word_and_the_closest(prog, args, needles):
+    line = _usage(prog, *args)
+    assert "usage:" not in line and "--help" in line
+    for n in needles:
+        assert n in line, line
+
+
+def test_quantize_version_and_every_option_has_help():
+    r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--version"], capture_output=True, text=True,
+                       check=False, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("quantize (qharness) ")
+    from quantizer.cli import build_parser as quantize_parser
+    from validator.cli import build_parser as validate_parser
+
+    for parser in (validate_parser(), quantize_parser()):
+        for a in parser._actions:
+            assert a.help, (parser.prog, a.option_strings)
+    assert "detect" not in next(a.help for a in validate_parser()._actions if "--boxes" in a.option_strings)
+
+
+def test_datasets_help_is_plain_text_and_fetch_lists_the_recipes():
+    top = subprocess.run([sys.executable, "-m", "validator.datasets", "--help"], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert top.returncode == 0 and "``" not in top.stdout
+    fetch = subprocess.run([sys.executable, "-m", "validator.datasets", "fetch", "--help"], capture_output=True,
+                           text=True, check=False, timeout=120)
+    assert fetch.returncode == 0 and "coco-val2017" in fetch.stdout
+
+
+def test_quantize_calib_json_with_missing_images_names_the_json(tmp_path):
+    ann = tmp_path / "badnames.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "nope.jpg", "width": 10, "height": 10}],
+                               "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--model", str(DET), "--calib", "badnames.json",
+                        "--out", str(tmp_path / "q")], capture_output=True, text=True, check=False, timeout=300,
+                       cwd=tmp_path)
+    line = _one_line_error(r, "badnames.json", "nope.jpg")
+    assert "--skip-missing" not in line  # validate's option, which quantize does not have

@@ -162,7 +162,7 @@ def test_missing_images_error_by_default(tmp_path):
     with pytest.raises(InputError) as e:
         load_dataset(tmp_path)
     msg = _one_line(e, tmp_path / "images")
-    assert "1 of 3" in msg and "im1.png" in msg
+    assert "1 of the 3" in msg and "im1.png" in msg and str(tmp_path / "annotations.json") in msg
 
 
 def test_missing_images_counted_with_skip_missing(tmp_path):

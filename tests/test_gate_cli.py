@@ -68,7 +68,22 @@ def test_failing_gate_exit_1_named_in_junit(shapes_small, tmp_path, capsys):
     suite = ET.fromstring((out / "junit.xml").read_text())
     failures = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert len(failures) == 1 and "mAP50" in failures[0].get("name")
-    assert "Gate FAILED" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("Gate FAILED") == 1  # it was printed twice
+
+
+def test_verdict_printed_once_and_history_survives_a_closed_pipe(shapes_small, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    db = tmp_path / "h.sqlite"
+    assert _run(shapes_small, tmp_path / "o", "--gate", _gate(tmp_path, 100.0), "--history", db) == 0
+    assert capsys.readouterr().out.count("Gate PASSED") == 1
+    # `validate history --db h.sqlite | head -3`: the reader goes away before validate writes
+    p = subprocess.Popen([sys.executable, "-m", "validator.cli", "history", "--db", str(db), "--plot",
+                          str(tmp_path / "t.png")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_baseline_summary_and_last_accepted(shapes_small, tmp_path):

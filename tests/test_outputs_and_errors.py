@@ -588,3 +588,23 @@ def test_cli_progress_on_stderr(shapes_small, tmp_path, capsys, monkeypatch, ci)
         assert lines[-1].startswith(f"validate: {LIMIT}/{LIMIT} images (100%)")
     else:
         assert "\r" in err and "img" in err
+
+
+def test_two_runs_into_the_same_out_the_second_exits_2_naming_the_holder(shapes_small, tmp_path):
+    """Both used to exit 0 and print "Outputs in ..."; one's results were silently gone."""
+    from validator.report.outputs import OutputDir
+
+    out = tmp_path / "shared"
+    first = OutputDir(out)
+    first.check()  # a run in progress holds the folder
+    args = [sys.executable, "-m", "validator.cli", "--model", str(MODELS / "shapes-det.onnx"), "--data",
+            str(shapes_small), "--limit", "2", "--out", str(out), "--quiet", "--no-cache"]
+    r = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and str(out) in line and f"pid {os.getpid()}" in line
+    assert not out.exists()  # the second run wrote nothing
+    first.abort()
+    r = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out / "summary.json").is_file() and not list(tmp_path.glob(".*lock"))

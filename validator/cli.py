@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from validator import __version__
+from validator.cliparse import ArgumentParser, stdout_closed, unknown_command
 from validator.errors import InputError
 
 METRIC_DECODING = {
@@ -31,7 +32,7 @@ METRIC_DECODING = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="validate",
         description="Validate float and INT8 object detectors on a COCO-format dataset and report what "
                     "quantization cost (mAP@0.5, mAP@0.5:0.95, Mean Recall, per-class AP, mask mAP).",
@@ -54,17 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
     d.add_argument("--skip-missing", action="store_true", help="count and report missing images instead of failing")
     o = p.add_argument_group("decoding")
-    o.add_argument("--task", choices=["detect", "segment", "auto"], default="auto")
+    o.add_argument("--task", choices=["detect", "segment", "auto"], default="auto",
+                   help="auto (default): masks where the model has mask outputs; detect: boxes only; segment: "
+                        "masks required")
     o.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
     o.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     o.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
     o.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-    o.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox")
+    o.add_argument("--resize", choices=["letterbox", "stretch"], default="letterbox",
+                   help="letterbox (default: aspect kept, padded, as Ultralytics) or stretch to the input size "
+                        "(TF object-detection models)")
     o.add_argument("--resample", choices=["antialias", "linear"],
                    help="image resize filter: antialias (PIL bilinear; default for --metric coco) or linear "
                         "(OpenCV INTER_LINEAR bit for bit, as Ultralytics and EdgeFirst feed their models; "
                         "default for --metric compat and edgefirst)")
-    o.add_argument("--boxes", choices=["pixels", "normalized"], help="box units of the outputs (default: detect)")
+    o.add_argument("--boxes", choices=["pixels", "normalized"],
+                   help="box units of the outputs (default: read from the outputs themselves)")
     o.add_argument("--input-range", choices=["0,1", "-1,1", "0,255"],
                    help="value range the model expects for pixels 0..255 (default: from the input's "
                         "quantization, then the model's metadata, else 0,1)")
@@ -75,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="coco: pycocotools-exact (default); compat: Ultralytics-val-style numbers (decodes with "
                         "multi-label NMS and unclipped boxes, as Ultralytics val does); edgefirst: EdgeFirst "
                         "validator-style numbers")
-    e.add_argument("--backend", choices=["faster-coco-eval", "pycocotools"], default="faster-coco-eval")
+    e.add_argument("--backend", choices=["faster-coco-eval", "pycocotools"], default="faster-coco-eval",
+                   help="COCO evaluation library for --metric coco: faster-coco-eval (default, fast) or "
+                        "pycocotools (the reference); both give identical numbers")
     e.add_argument("--out", type=Path, help="output folder (default: a new reports/<timestamp>)")
     e.add_argument("--no-cache", action="store_true", help="ignore cached predictions and run inference")
     e.add_argument("--cache-dir", type=Path, help="prediction cache (default: ~/.cache/qharness)")
@@ -118,7 +126,7 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 def history_main(argv: list[str]) -> int:
     """``validate history --db FILE``: the trend table on stdout and a trend plot."""
-    p = argparse.ArgumentParser(prog="validate history", description="Print the trend of recorded runs and plot it.")
+    p = ArgumentParser(prog="validate history", description="Print the trend of recorded runs and plot it.")
     p.add_argument("--db", type=Path, required=True, help="the history database (--history of validate)")
     p.add_argument("--metric", action="append", default=None,
                    help="metric keys or patterns to show, e.g. '*/bbox/mAP50_95' (repeatable)")
@@ -130,12 +138,16 @@ def history_main(argv: list[str]) -> int:
     try:
         if not args.db.exists():
             raise InputError(f"{args.db}: history database not found")
-        sys.stdout.write(history.trend_table(args.db, args.metric, last=args.last))
+        table = history.trend_table(args.db, args.metric, last=args.last)
         plot = history.trend_plot(args.db, args.plot or args.db.with_name("trend.png"), args.metric)
     except InputError as e:
         print(f"validate history: error: {e}", file=sys.stderr)
         return 2
-    print(f"\ntrend plot: {plot}")
+    try:
+        sys.stdout.write(table)
+        print(f"\ntrend plot: {plot}", flush=True)
+    except BrokenPipeError:  # `validate history | head -3`
+        stdout_closed()
     return 0
 
 
@@ -143,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["history"]:
         return history_main(argv[1:])
+    if argv and not argv[0].startswith("-"):  # validate has one subcommand and no positional arguments
+        return unknown_command("validate", argv[0], ["history"])
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(argv))
     if not (args.float_model or args.int8_models or args.models or args.predictions or args.manifest):
@@ -199,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())[:200]
         print(f"validate: internal error: {type(e).__name__}: {msg} ({where}; please report it)", file=sys.stderr)
         return 3
-    sys.stdout.write(outcome.table_md)
     ds = outcome.summary["dataset"]
     extra = f", {ds['missing_images']} missing images skipped" if ds["missing_images"] else ""
-    print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/")
-    if outcome.verdict is not None:
-        print(outcome.verdict.headline)
+    try:  # the table holds the gate's verdict line (and each failed check) when gated
+        sys.stdout.write(outcome.table_md)
+        print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/", flush=True)
+    except BrokenPipeError:  # `validate ... | head`: the results are written; the exit code stands
+        stdout_closed()
     if outcome.failures:
         return _stage_failures(outcome.failures, argv, out)
     return outcome.exit_code

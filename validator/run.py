@@ -184,16 +184,16 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     from validator.report.html import render_report
 
     out = OutputDir(out_dir)
-    out.check()
-    plan = nightly.prepare(gating or GateOptions())
-    cache_dir = cache_dir or default_cache_dir()
-    if use_cache:
-        check_cache_dir(cache_dir)
-    delegate = DelegateSpec.parse(settings.delegate) if settings.delegate else None
-    ds = load_dataset(data, images, limit=settings.limit, skip_missing=skip_missing)
-    sources = open_sources(list(models), list(predictions), ds, settings, threads, delegate)
+    out.check()  # from here the folder is locked until commit() or abort()
     writers: dict = {}
     try:
+        plan = nightly.prepare(gating or GateOptions())
+        cache_dir = cache_dir or default_cache_dir()
+        if use_cache:
+            check_cache_dir(cache_dir)
+        delegate = DelegateSpec.parse(settings.delegate) if settings.delegate else None
+        ds = load_dataset(data, images, limit=settings.limit, skip_missing=skip_missing)
+        sources = open_sources(list(models), list(predictions), ds, settings, threads, delegate)
         hashes = dataset_hashes(ds, workers=max(2, workers))
         frames = size_mismatches(ds, workers=max(2, workers))
         image_ids = [r.id for r in ds.images]

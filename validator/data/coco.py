@@ -126,9 +126,13 @@ def _check_schema(doc: object, path: Path) -> None:
         a.setdefault("id", i + 1)
 
 
+SKIP_MISSING_HINT = "use --skip-missing to evaluate without them"
+
+
 def load_dataset(data: Path, images: Path | None = None, *, limit: int | None = None,
-                 skip_missing: bool = False) -> Dataset:
-    """Read and check the annotation JSON, locate images; `limit` keeps the first N images by id."""
+                 skip_missing: bool = False, missing_hint: str = SKIP_MISSING_HINT) -> Dataset:
+    """Read and check the annotation JSON, locate images; `limit` keeps the first N images by id.
+    ``missing_hint`` ends the error for images the JSON lists but the folder lacks (the caller's option)."""
     ann = _find_annotations(Path(data))
     try:
         raw = ann.read_bytes()
@@ -154,8 +158,8 @@ def load_dataset(data: Path, images: Path | None = None, *, limit: int | None = 
             continue
         records.append(ImageRecord(int(im["id"]), im["file_name"], int(im["width"]), int(im["height"]), p))
     if missing and not skip_missing:
-        raise InputError(f"{img_dir}: {len(missing)} of {len(recs)} images missing (first: {missing[0]}); "
-                         "use --skip-missing to evaluate without them")
+        raise InputError(f"{ann}: {len(missing)} of the {len(recs)} images it lists are not in {img_dir.resolve()} "
+                         f"(first: {missing[0]}); {missing_hint}")
     keep = {r.id for r in records}
     if not records:
         raise InputError(f"{ann}: no images to evaluate")

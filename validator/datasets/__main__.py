@@ -1,15 +1,16 @@
-"""``python -m validator.datasets {shapes,fetch}``: make or fetch a COCO-format dataset."""
+"""python -m validator.datasets {shapes,fetch}: make or fetch a COCO-format dataset."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from validator.cliparse import ArgumentParser
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m validator.datasets", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = ArgumentParser(prog="python -m validator.datasets", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("shapes", help="generate the deterministic synthetic shapes dataset")
     s.add_argument("--out", required=True, type=Path, help="output folder (gets images/ and annotations.json)")
@@ -19,13 +20,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="ids, file names, photo sizes, the 80 category ids and objects per image shaped like "
                         "COCO val2017 (crowd annotation ids near 9e11)")
 
-    f = sub.add_parser("fetch", help="download a dataset with checksum checks (resumable)")
-    f.add_argument("name", help="recipe name, e.g. coco-val2017")
+    from validator.datasets.fetch import recipe_names
+
+    names = recipe_names()
+    f = sub.add_parser("fetch", help="download a dataset with checksum checks (resumable)",
+                       description="Download a dataset recipe's files, verify their sha256, unzip them; an "
+                                   "interrupted download resumes. Recipes: " + ", ".join(names) + ".")
+    f.add_argument("name", help=f"a recipe ({', '.join(names)}) or the path of a recipe JSON")
     f.add_argument("--out", required=True, type=Path, help="output folder")
     f.add_argument("--base-url", default=None, help="mirror to download from instead of the recipe's URLs")
 
     args = p.parse_args(argv)
-    if args.cmd == "shapes":
+    if args.command == "shapes":
         from validator.datasets.shapes import ShapesConfig, generate
 
         if args.images < 1:

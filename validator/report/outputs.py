@@ -9,7 +9,10 @@ marker every run writes; a folder holding anything else is refused before any in
 typo such as ``--out .`` cannot delete a user's files.
 
 Default folders (``reports/<timestamp>``) are reserved with an atomic ``mkdir``, so two runs started in
-the same second get ``...`` and ``...-2``.
+the same second get ``...`` and ``...-2``. Two runs given the same ``--out`` would both finish and one's
+results would silently replace the other's: the folder is locked (``flock`` on a hidden
+``.<name>.qharness-lock`` beside it) from the check to the swap, and the second run exits 2 naming the
+holder.
 """
 
 from __future__ import annotations
@@ -74,12 +77,60 @@ def check_cache_dir(d: Path) -> None:
     _writable_dir(d, "cache folder")
 
 
+class FolderLock:
+    """An exclusive, non-blocking lock on an output folder, held by this process until ``release()``."""
+
+    def __init__(self, target: Path):
+        self.path = target.with_name(f".{target.name}.qharness-lock")
+        self.fd: int | None = None
+
+    def acquire(self, what: str) -> None:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): two runs into one folder are not detected there
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise InputError(f"{self.path.parent}: cannot create the lock file for {what} "
+                                 f"({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise InputError(f"{self.path.with_name(self.path.name[1:-len('.qharness-lock')])}: {what} is being "
+                                 f"written by another run ({holder}); wait for it or give another --out") from None
+            try:  # the holder before us may have removed the file after we opened it: lock the one on disk
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
+
+
 class OutputDir:
     """``out = OutputDir(path); out.check(); out.write("summary.json", text); out.commit()``."""
 
     def __init__(self, target: Path):
         self.target = Path(target).resolve()  # `--out .` must have a name and a parent to swap with
         self.staging: Path | None = None
+        self.lock = FolderLock(self.target)
 
     def check(self) -> None:
         """Before any work: the target is a folder we may replace, and its parent is writable."""
@@ -92,6 +143,8 @@ class OutputDir:
         _writable_dir(t.parent if not t.exists() else t, "output folder")
         if t.exists():
             _writable_dir(t.parent, "output folder's parent (needed to replace it atomically)")
+        t.parent.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire("the output folder")
 
     def _stage(self) -> Path:
         if self.staging is None:
@@ -132,9 +185,11 @@ class OutputDir:
         self.staging = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self.lock.release()
         return t
 
     def abort(self) -> None:
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+        self.lock.release()
