@@ -608,3 +608,22 @@ def test_two_runs_into_the_same_out_the_second_exits_2_naming_the_holder(shapes_
     r = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (out / "summary.json").is_file() and not list(tmp_path.glob(".*lock"))
+
+
+def test_every_long_stage_prints_progress_in_ci_logs(shapes_small, tmp_path, monkeypatch, capsys):
+    """The progress line stopped after inference: metrics, the gate's intervals and the report print too."""
+    import validator.progress
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(validator.progress, "LINE_EVERY_S", 0.0)
+    gate = tmp_path / "g.toml"
+    gate.write_text('[bootstrap]\nresamples = 200\nseed = 1\n[[check]]\nkind = "max_drop"\nmetric = "mAP50"\n'
+                    'limit = 100.0\n')
+    code = validate_main([str(a) for a in ("--float", DET, "--int8", MODELS / "shapes-det.int8.tflite", "--data",
+                                           shapes_small, "--limit", LIMIT, "--out", tmp_path / "o", "--gate", gate)])
+    assert code == 0
+    err = capsys.readouterr().err
+    for stage, unit in (("validate", "images"), ("validate: metrics", "evaluations"),
+                        ("validate: gate intervals", "resamples"), ("validate: report", "sections")):
+        lines = [ln for ln in err.splitlines() if ln.startswith(f"{stage}: ") and f" {unit} (" in ln]
+        assert lines and re.search(r"\(100%\).*in \d+", lines[-1]), (stage, err)

@@ -53,22 +53,26 @@ def prepare(options: GateOptions) -> Plan:
     return plan
 
 
-def samples_for(plan: Plan, results: dict, reference: str | None, n_images: int) -> dict | None:
+def samples_for(plan: Plan, results: dict, reference: str | None, n_images: int, quiet: bool = False) -> dict | None:
     """``samples[model][iou_type]`` for the gate: every evaluation that kept a resampler, resampled on the
     same image sets (``gate.bootstrap``: resamples, seed)."""
     from validator.metrics.bootstrap import resample_indices, resampled
+    from validator.progress import Progress
 
     if plan.resamples <= 0:
         return None
     idx = resample_indices(n_images, plan.resamples, plan.gate.bootstrap.seed)
     out: dict = {}
-    for t in sorted({t for res in results.values() for t in res}):
-        resamplers = {m: res[t].resampler for m, res in results.items() if t in res and res[t].resampler is not None}
-        if not resamplers:
-            continue
-        ref = reference if reference in resamplers else None
-        for m, s in resampled(resamplers, ref, idx).items():
-            out.setdefault(m, {})[t] = s
+    types = sorted({t for res in results.values() for t in res})
+    jobs = [(t, {m: res[t].resampler for m, res in results.items() if t in res and res[t].resampler is not None})
+            for t in types]
+    jobs = [(t, r) for t, r in jobs if r]
+    total = sum(len(r) for _, r in jobs) * len(idx)
+    with Progress(total, "validate: gate intervals", "resamples", quiet=quiet) as p:
+        for t, resamplers in jobs:
+            ref = reference if reference in resamplers else None
+            for m, s in resampled(resamplers, ref, idx, done=p.update).items():
+                out.setdefault(m, {})[t] = s
     return out or None
 
 

@@ -20,6 +20,7 @@ from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mism
 from validator.errors import StageFailure
 from validator.nightly import GateOptions
 from validator.predictions import PredictionWriter, compact, read_predictions, write_lines
+from validator.progress import Progress
 from validator.report.outputs import OutputDir, check_cache_dir
 from validator.runners import DelegateSpec
 from validator.sources import ModelSpec, PredictionsSpec, Source, open_sources, reference
@@ -71,9 +72,10 @@ def _r(v):
     return round(v, METRIC_DECIMALS) if math.isfinite(v) else None
 
 
-def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = False) -> dict:
+def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = False, done=lambda: None) -> dict:
     """{iou_type: CocoResult}: bbox always, segm when the source has masks. The source's detections are
-    read from its results file for this call only (one model's detections in memory at a time)."""
+    read from its results file for this call only (one model's detections in memory at a time).
+    ``done()`` is called after each evaluation (progress)."""
     from validator.metrics import cocoeval, compat
 
     preds = read_predictions(src.predictions_path)
@@ -92,6 +94,7 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = Fal
         else:
             out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids, owned=True,
                                        resample=resample)
+        done()
     return out
 
 
@@ -181,7 +184,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
     from validator.inference import run_models
     from validator.report import tables
     from validator.report.assemble import report_data
-    from validator.report.html import render_report
+    from validator.report.html import SECTIONS, render_report
 
     out = OutputDir(out_dir)
     out.check()  # from here the folder is locked until commit() or abort()
@@ -236,7 +239,9 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
 
         # Metrics are computed on exactly the predictions that are written (rounded, in written order).
         resample = plan.resamples > 0 and settings.metric == "coco" and settings.backend == "faster-coco-eval"
-        results = {s.name: _evaluate(s, ds, settings, resample) for s in sources}
+        n_evals = sum(1 + bool(s.has_masks) for s in sources)
+        with Progress(n_evals, "validate: metrics", "evaluations", quiet=quiet) as p:
+            results = {s.name: _evaluate(s, ds, settings, resample, p.update) for s in sources}
         ref = reference(sources)
         rows = []
         for s in sources:
@@ -270,7 +275,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
             "timing": "timing.json",
         }
         verdict = nightly.judge(plan, summary, nightly.samples_for(plan, results, ref.name if ref else None,
-                                                                   len(ds.images)))
+                                                                   len(ds.images), quiet=quiet))
         if verdict is not None:
             summary["gate"] = verdict.to_dict()
         timing = {s.name: {**s.timing, "cached": s.cached} for s in sources if s.kind == "model"}
@@ -288,9 +293,11 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         # sections), never the results; the run then exits 3 naming the stage (StageFailure).
         failures: list[StageFailure] = []
         try:
-            data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
-                               gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
-            out.write("report.html", render_report(data, failures))
+            with Progress(len(SECTIONS) + 1, "validate: report", "sections", quiet=quiet) as p:
+                data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
+                                   gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
+                p.update()
+                out.write("report.html", render_report(data, failures, done=p.update))
         except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land
             failures.append(StageFailure.capture("report", e))
         final = out.commit()

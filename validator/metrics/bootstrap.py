@@ -109,7 +109,7 @@ class Resampler:
         return out
 
 
-def resampled(resamplers: dict[str, Resampler], reference: str | None, idx: np.ndarray) -> dict:
+def resampled(resamplers: dict[str, Resampler], reference: str | None, idx: np.ndarray, done=lambda: None) -> dict:
     """``{model: {metric: (B,) array, "per_class": {cat: {"AP50", "AP50_95": (B,)}}}}`` over the rows of
     ``idx``; metrics are fractions (None-valued resamples are NaN). ``mean_recall`` of a model other than
     ``reference`` is read at the reference's F1-optimal confidence of the same resample."""
@@ -134,6 +134,7 @@ def resampled(resamplers: dict[str, Resampler], reference: str | None, idx: np.n
             conf = ref_conf[b] if (name != reference and ref_conf) else None
             op = f1_operating_point(r.classes(row), at_conf=conf)
             recalls.append(np.nan if op is None else op.recall)
+            done()
         out[name] = {k: np.asarray(v, float) for k, v in stats.items()}
         out[name]["mean_recall"] = np.asarray(recalls, float)
         out[name]["per_class"] = {c: {k: np.asarray(v, float) for k, v in pc.items()} for c, pc in per_class.items()}

@@ -841,12 +841,12 @@ SECTIONS = (
 )
 
 
-def render_report(data: Mapping, failures: list | None = None) -> str:
+def render_report(data: Mapping, failures: list | None = None, done=lambda: None) -> str:
     """The whole page as a string (see the module docstring for ``data``).
 
     With ``failures`` (a list), a section that raises is replaced by a note on the page and recorded there as
     a :class:`validator.errors.StageFailure`, so one broken plot costs that plot, not the report; without it
-    the error propagates."""
+    the error propagates. ``done()`` is called after each section (progress)."""
     from validator.errors import StageFailure
 
     run = _Run(data)
@@ -861,6 +861,7 @@ def render_report(data: Mapping, failures: list | None = None) -> str:
             body = _section(sid, name, f'<p class="error">This section could not be drawn ({_e(failures[-1].error)}); '
                                        "validate exited 3 and saved the traceback.</p>")
         sections.append((sid, name, body))
+        done()
     nav = "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name, body in sections if body)
     names = " vs ".join(run.label.get(n, n) for n, _, _ in run.plot_models()[:2]) or "no models"
     s = run.summary
