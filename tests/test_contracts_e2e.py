@@ -354,6 +354,29 @@ def test_float_vs_int8_uint8_input_int8_outputs(tmp_path, data, capsys):
     assert q_in["quantization"] == pytest.approx([1 / 255, 0])
 
 
+def test_heads_that_differ_are_said_and_like_heads_are_not(tmp_path, data, capsys):
+    """Ultralytics' INT8 LiteRT export of YOLO26 drops the end-to-end head: an end-to-end float ONNX was
+    compared with a one-to-many INT8 model (NMS by us) without a word. Now the Δ row gets a note, in
+    summary.json, the table and the report; a float ONNX beside its split [0,1]-box INT8 twin gets none."""
+    e2e = onnx_model(tmp_path / "e2e.onnx", [1, 3, HW, HW], outputs={"output0": end2end_rows()})
+    mono = onnx_model(tmp_path / "mono.onnx", [1, 3, HW, HW], outputs={"output0": yolo_channels()[None]})
+    a = yolo_channels(True)
+    split = tflite_model(tmp_path / "split_i8.tflite", [1, 3, HW, HW], "int8", (1 / 255, -128), outputs={
+        "boxes": (a[:4][None], "int8", Q), "scores": (a[4:][None], "int8", Q)})
+    s = run_cli(capsys, tmp_path / "o1", data, "--float", e2e, "--int8", split)
+    (d,) = s["deltas"]
+    heads = d["heads_differ"]
+    assert heads["differences"][0] == ("post-processing: reference NMS in the graph (end-to-end head, 10 rows), "
+                                       "model NMS by qharness (one-to-many head, 84 anchors)")
+    assert "end2end=False" in heads["advice"] and "xyxy pixels" in heads["differences"][-1]
+    table = (tmp_path / "o1" / "table.md").read_text()
+    assert "Heads differ, split_i8 vs e2e: post-processing" in table
+    assert "Heads differ" in (tmp_path / "o1" / "report.html").read_text()
+    s = run_cli(capsys, tmp_path / "o2", data, "--float", mono, "--int8", split)
+    assert "heads_differ" not in s["deltas"][0]
+    assert "Heads differ" not in (tmp_path / "o2" / "table.md").read_text()
+
+
 def test_int8_input_nchw_split_int8_outputs(tmp_path, data, capsys):
     a = yolo_channels(True)
     q = tflite_model(tmp_path / "split_i8.tflite", [1, 3, HW, HW], "int8", (1 / 255, -128), outputs={

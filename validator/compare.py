@@ -5,6 +5,12 @@ Mean Recall's delta is paired: the model's recall at the reference's F1-optimal 
 reference's recall there. Each model's own optimum is reported too, but its difference is not the
 delta: on a flat F1 curve the optimum wanders, and recall with it, by several points for one model alone.
 
+Heads that differ: a compared model whose output contract differs from the reference's in what decides the
+detections (NMS in the graph vs by qharness, i.e. YOLO26's one-to-one head vs its one-to-many one; the class
+count; masks) is compared with a note, since its Δ then mixes quantization with another post-processing
+(:func:`head_differences`). Box units and layout alone (Ultralytics' INT8 export normalises boxes, the
+quantizer's split layout separates them) decode to the same COCO boxes and are not flagged.
+
 "Changed images" is a diff heuristic, not a metric: an image counts as materially changed when the
 two models' confident detections (score >= CHANGE_SCORE) do not pair up one-to-one by class at box
 IoU >= CHANGE_IOU (greedy by score; IoU from pycocotools). They are ranked by how many confident detections
@@ -56,6 +62,47 @@ def metric_deltas(float_metrics: dict, int8_metrics: dict, paired: dict | None =
                                  r["category_id"]))
         out[iou_type]["per_class"] = rows
     return out
+
+
+def _head(c) -> str:
+    from validator.decode.contract import ContractKind
+
+    if c.kind is ContractKind.END2END:
+        return f"NMS in the graph (end-to-end head, {c.num_anchors} rows)"
+    if c.kind is ContractKind.SSD:
+        return f"NMS in the graph (SSD postprocess, {c.num_anchors} rows)"
+    return f"NMS by qharness (one-to-many head, {c.num_anchors} anchors)"
+
+
+def head_differences(ref, model, units: tuple[str | None, str | None] = (None, None)) -> dict | None:
+    """What differs between two models' output contracts (:class:`validator.decode.contract.Contract`) in a
+    way that changes what is compared, or None. See the module docstring. ``units``: the box units each
+    model's outputs were read in (decided from the outputs when the contract says auto)."""
+    from validator.decode.contract import ContractKind
+
+    if ref is None or model is None:
+        return None
+    in_graph = {ContractKind.END2END, ContractKind.SSD}
+    diffs = []
+    if (ref.kind in in_graph) != (model.kind in in_graph) or (ref.kind in in_graph and ref.kind != model.kind):
+        diffs.append(f"post-processing: reference {_head(ref)}, model {_head(model)}")
+    if ref.num_classes and model.num_classes and ref.num_classes != model.num_classes:
+        diffs.append(f"classes: reference {ref.num_classes}, model {model.num_classes}")
+    if bool(ref.num_masks) != bool(model.num_masks):
+        diffs.append(f"masks: reference {'has' if ref.num_masks else 'has none'}, model "
+                     f"{'has' if model.num_masks else 'has none'} (boxes compared only)")
+    if not diffs:
+        return None
+    fmt = tuple(f"{c.box_format.value} {u or c.boxes.value}" for c, u in zip((ref, model), units, strict=True))
+    if fmt[0] != fmt[1]:
+        diffs.append(f"boxes: reference {fmt[0]}, model {fmt[1]} (decoded to the same COCO boxes)")
+    advice = ("compare like with like: export both models with the same head (Ultralytics: end2end=False gives "
+              "a one-to-many ONNX decoded and NMS'd here as the INT8 model is, or validate the INT8 model "
+              "against the float LiteRT export of the same head, format=litert without quantize)"
+              if diffs[0].startswith("post-processing") else
+              "compare like with like: validate models exported from the same head and class list")
+    return {"differences": diffs, "reference_contract": ref.describe(), "model_contract": model.describe(),
+            "advice": advice}
 
 
 def _by_image(c: dict) -> dict[int, np.ndarray]:

@@ -180,7 +180,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
              quiet: bool = False, gating: GateOptions | None = None) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
-    from validator.compare import changed_images, metric_deltas
+    from validator.compare import changed_images, head_differences, metric_deltas
     from validator.inference import run_models
     from validator.report import tables
     from validator.report.assemble import report_data
@@ -255,11 +255,14 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
             for s, row in zip(sources, rows, strict=True):
                 if s is ref:
                     continue
-                deltas.append({"reference": ref.name, "model": s.name, "unit": "points (model - reference) x 100",
-                               "metrics": metric_deltas(ref_row["metrics"], row["metrics"],
-                                                        row.get("at_reference_confidence")),
-                               "changed_images": changed_images(
-                                   ref.compact, s.compact, image_ids)})
+                delta = {"reference": ref.name, "model": s.name, "unit": "points (model - reference) x 100",
+                         "metrics": metric_deltas(ref_row["metrics"], row["metrics"],
+                                                  row.get("at_reference_confidence")),
+                         "changed_images": changed_images(ref.compact, s.compact, image_ids)}
+                heads = head_differences(ref.contract, s.contract, (ref.box_units, s.box_units))
+                if heads:
+                    delta["heads_differ"] = heads
+                deltas.append(delta)
         summary = {
             "qharness": __version__,
             "metric": settings.metric,

@@ -88,6 +88,10 @@ def title(summary: dict) -> str:
 def _notes(summary: dict) -> list[str]:
     lines = []
     for d in summary.get("deltas", []):
+        heads = d.get("heads_differ")
+        if heads:
+            lines.append(f"Heads differ, {d['model']} vs {d['reference']}: " + "; ".join(heads["differences"])
+                         + f". Its Δ mixes quantization with that difference; {heads['advice']}.")
         ch = d.get("changed_images")
         if ch:
             lines.append(f"{d['model']} vs {d['reference']}: {ch['count']} of {ch['of']} images changed materially "
