@@ -620,7 +620,8 @@ def test_every_long_stage_prints_progress_in_ci_logs(shapes_small, tmp_path, mon
     gate.write_text('[bootstrap]\nresamples = 200\nseed = 1\n[[check]]\nkind = "max_drop"\nmetric = "mAP50"\n'
                     'limit = 100.0\n')
     code = validate_main([str(a) for a in ("--float", DET, "--int8", MODELS / "shapes-det.int8.tflite", "--data",
-                                           shapes_small, "--limit", LIMIT, "--out", tmp_path / "o", "--gate", gate)])
+                                           shapes_small, "--limit", LIMIT, "--out", tmp_path / "o", "--gate", gate,
+                                           "--no-cache")])
     assert code == 0
     err = capsys.readouterr().err
     for stage, unit in (("validate", "images"), ("validate: metrics", "evaluations"),
