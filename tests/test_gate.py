@@ -135,23 +135,31 @@ def test_segm_checks_on_a_seg_summary():
 
 
 def test_class_drop_respects_min_instances():
+    """Without intervals each class fails on its drop vs the limit; classes below min_instances are listed as
+    too small to judge, and one that dropped more than the worst judged class is named even then."""
     s = make_summary()
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 50, "limit": 7}), s))
     assert (r.value, r.passed) == (8.0, False)  # square (60 instances); triangle's 20 has only 10 instances
-    assert "square (id 3, 60 instances)" in r.detail and "over the limit: square 8.00" in r.detail
-    assert "circle" not in r.detail.split("over the limit")[1]
+    msg = r.message()
+    assert msg.startswith("1 class past the limit 7 pts: square 8.00 pts (60 instances)")
+    assert "too small to judge (1): triangle 20.00 pts (10 instances, fewer than min_instances = 50)" in msg
+    assert "largest drop of all is triangle 20.00 pts" in r.detail
+    assert [(c.name, c.status) for c in r.classes] == [("triangle", "too small"), ("square", "failed"),
+                                                       ("circle", "passed")]
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 50, "limit": 8}), s))
-    assert r.passed is True
+    assert r.passed is True and r.message().startswith("no class past the limit 8 pts; worst: square 8.00 pts")
+    assert "triangle" in r.detail  # never an unaffected class named worst while an excluded one dropped more
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 60, "limit": 7}), s))
     assert r.value == 8.0  # exactly min_instances is enough
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 61, "limit": 7}), s))
     assert (r.value, r.passed) == (5.0, True)
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "limit": 19}), s))
-    assert (r.value, r.passed) == (20.0, False) and "triangle" in r.detail  # default min_instances 1
+    assert (r.value, r.passed) == (20.0, False) and "triangle" in r.message()  # default min_instances 1
+    assert r.detail is None
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50", "min_instances": 11, "limit": 2}), s))
     assert (r.value, r.passed) == (2.0, True)
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50", "min_instances": 1000, "limit": 2}), s))
-    assert r.status == "skipped" and ">= 1000" in r.reason
+    assert r.status == "skipped" and "every class too small to judge" in r.reason and "1000" in r.reason
 
 
 def test_class_drop_from_models_when_the_delta_has_no_rows():
@@ -159,7 +167,8 @@ def test_class_drop_from_models_when_the_delta_has_no_rows():
     del s["deltas"][0]["metrics"]["bbox"]["per_class"]
     s["models"][1]["metrics"]["bbox"]["per_class"]["3"]["AP50_95"] = None  # undefined: not a candidate
     r = one(evaluate_gate(gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 50, "limit": 7}), s))
-    assert (r.value, r.passed) == (5.0, True) and "circle" in r.detail
+    assert (r.value, r.passed) == (5.0, True) and "worst: circle 5.00 pts" in r.message()
+    assert [c.name for c in r.classes] == ["triangle", "circle"]  # square: undefined, not a candidate
 
 
 def test_min_value_in_percent_and_on_the_reference_by_name():
@@ -184,7 +193,7 @@ def test_regression_vs_baseline():
     r = one(evaluate_gate(gate({**c, "limit": -1}), base, baseline=now))
     assert (r.value, r.passed) == (-2.0, True)  # improved by 2 pts
     # no baseline, another dataset, another --metric, a model the baseline lacks: skipped
-    assert one(evaluate_gate(gate(c), now)).reason == "no baseline given"
+    assert one(evaluate_gate(gate(c), now)).reason.startswith("no baseline given")
     other = make_summary(dataset="e" * 64)
     assert "another dataset" in one(evaluate_gate(gate(c), now, baseline=other)).reason
     compat = dict(base, metric="compat")
@@ -327,23 +336,58 @@ def test_ci_min_value_and_regression():
     assert r.value == 2.0 and r.ci == (0.1, 3.9)  # 100 * (0.48 - resample), the baseline held fixed
 
 
-def test_ci_worst_class_per_resample():
+def test_each_class_is_judged_by_its_own_interval():
+    """A class past the limit fails only when its own interval is past it too; one whose interval holds the
+    limit is listed as within noise (the check passes); string class ids work the same."""
     s = make_summary()
-    t = np.linspace(0, 0.10, 201)  # circle drops 0..10 pts, square 10..0 pts: worst per resample 5..10
-    pc_ref = {1: {"AP50_95": np.full(201, 0.6)}, 3: {"AP50_95": np.full(201, 0.5)}}
-    pc_int8 = {1: {"AP50_95": 0.6 - t}, 3: {"AP50_95": 0.5 - (0.10 - t)}}
+    t = np.linspace(0, 0.10, 201)
+    pc_ref = {1: {"AP50_95": np.full(201, 0.6)}, 2: {"AP50_95": np.full(201, 0.3)}, 3: {"AP50_95": np.full(201, 0.5)}}
+    pc_int8 = {1: {"AP50_95": 0.6 - t},  # circle: 0..10 pts, CI [0.25, 9.75]
+               2: {"AP50_95": np.full(201, 0.1)},  # triangle: 20 pts every time
+               3: {"AP50_95": 0.5 - (0.05 + t / 2)}}  # square: 5..10 pts, CI [5.12, 9.88]
     samples = {"float": {"bbox": {"per_class": pc_ref}}, "int8": {"bbox": {"per_class": pc_int8}}}
-    g = gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 50, "limit": 9})
+    g = gate({"kind": "max_class_drop", "metric": "AP50_95", "limit": 7.5})
     r = one(evaluate_gate(g, s, samples=samples))
-    # sorted worst drops: 5, 5.05, 5.05, 5.1, 5.1, 5.15, ...: 2.5 % at the 6th value, 97.5 % at the 196th
-    assert r.ci == (5.15, 9.9) and r.outside_noise is False
-    # string class ids work the same; a class absent from a resample (NaN) leaves the other to decide
-    pc_int8_s = {"1": {"AP50_95": np.where(np.arange(201) < 100, np.nan, 0.6 - t)}, "3": pc_int8[3]}
-    samples["int8"]["bbox"]["per_class"] = pc_int8_s
-    pc_ref_s = {"1": pc_ref[1], "3": pc_ref[3]}
-    samples["float"]["bbox"]["per_class"] = pc_ref_s
-    r2 = one(evaluate_gate(g, s, samples=samples))
-    assert r2.ci is not None and r2.ci[0] >= 5.0
+    by = {c.name: c for c in r.classes}
+    assert by["circle"].ci == (0.25, 9.75) and by["circle"].status == "passed"  # 5 pts, below the limit
+    assert by["square"].status == "within noise"  # 8 pts > 7.5, but its interval holds 7.5
+    assert by["triangle"].status == "failed" and by["triangle"].ci == (20.0, 20.0)
+    assert (r.passed, r.value, r.ci, r.outside_noise) == (False, 20.0, (20.0, 20.0), True)
+    assert r.message(0.95).startswith("1 class past the limit 7.5 pts clear of its noise: triangle 20.00 pts "
+                                      "(10 instances, 95% CI [20.00, 20.00])")
+    assert "past the limit but within noise: square 8.00 pts" in r.message(0.95)
+    # without the broken class: the check passes, and says a class was over the limit within its noise
+    samples["int8"]["bbox"]["per_class"] = {str(k): v for k, v in pc_int8.items()}
+    samples["float"]["bbox"]["per_class"] = {str(k): v for k, v in pc_ref.items()}
+    s2 = make_summary()
+    for row in s2["deltas"][0]["metrics"]["bbox"]["per_class"]:
+        if row["name"] == "triangle":
+            row["dAP50_95"] = -5.0
+    samples["int8"]["bbox"]["per_class"]["2"] = {"AP50_95": np.full(201, 0.25)}
+    r2 = one(evaluate_gate(g, s2, samples=samples))
+    assert r2.passed is True and r2.value == 8.0 and r2.outside_noise is False
+    assert r2.message(0.95).startswith("no class past the limit 7.5 pts clear of its noise; worst: square 8.00 pts")
+
+
+def test_the_star_case_fails_where_the_cutoff_hid_it():
+    """Measured before: a class that dropped 21.5 pts with 196 instances was left out by min_instances = 200
+    and the check passed naming an unaffected class the worst. Judged by its own interval it fails."""
+    s = make_summary()
+    rows = s["deltas"][0]["metrics"]["bbox"]["per_class"]
+    rows.append({"category_id": 7, "name": "star", "n_gt": 196, "dAP50": -15.0, "dAP50_95": -21.5})
+    rng = np.random.default_rng(0)
+    ref = {c: {"AP50_95": np.full(500, v)} for c, v in ((1, 0.6), (2, 0.3), (3, 0.5), (7, 0.6))}
+    q = {1: {"AP50_95": 0.55 + rng.normal(0, 0.01, 500)}, 2: {"AP50_95": 0.1 + rng.normal(0, 0.05, 500)},
+         3: {"AP50_95": 0.42 + rng.normal(0, 0.01, 500)}, 7: {"AP50_95": 0.385 + rng.normal(0, 0.03, 500)}}
+    samples = {"float": {"bbox": {"per_class": ref}}, "int8": {"bbox": {"per_class": q}}}
+    old = gate({"kind": "max_class_drop", "metric": "AP50_95", "min_instances": 200, "limit": 12})
+    r = one(evaluate_gate(old, s, samples=samples))
+    assert r.status == "skipped"  # every class below the old cutoff: nothing judged, and it says so
+    new = gate({"kind": "max_class_drop", "metric": "AP50_95", "limit": 12})
+    r = one(evaluate_gate(new, s, samples=samples))
+    assert r.passed is False and [c.name for c in r.classes if c.status == "failed"] == ["star"]
+    # triangle dropped 20 pts but over 10 instances its interval (about 10 to 30) holds the limit
+    assert [c.name for c in r.classes if c.status == "within noise"] == ["triangle"]
 
 
 # ---------------------------------------------------------------------------------------------- gate files
@@ -537,7 +581,7 @@ def test_markdown_table_and_verdict_line():
     assert lines[header] == "| Check | Model | Value | Limit | 95% CI | Result |"
     rows = lines[header + 2:]
     assert len(rows) == 3 and all(r.count(" | ") == 5 for r in rows)  # escaped pipes keep 6 columns
-    assert "| int8 | 4.00 pts | <= 3 pts | 2.10 to 5.90 | **FAIL** (within noise) |" in rows[0]
+    assert "| int8 | 4.00 pts | <= 3 pts | 2.10 to 5.90 | **FAIL**, within noise |" in rows[0]
     assert "\\|" in rows[0]
     assert rows[1].endswith("| 1.00 pts | <= 5 pts | n/a | pass |")
     assert "skipped: float has no masks (segm) metrics" in rows[2]
@@ -593,9 +637,9 @@ def test_example_workflow_gates_and_publishes():
 
 
 def test_samples_from_the_bootstrap_module_fit(shapes_small):
-    """The interface end to end: validator.metrics.bootstrap.resampled per iou_type gives evaluate_gate's samples."""
+    """The interface end to end: validator.gate.intervals.resampled per iou_type gives evaluate_gate's samples."""
+    from validator.gate.intervals import Resampler, resample_indices, resampled
     from validator.metrics import cocoeval as ce
-    from validator.metrics.bootstrap import resample_indices, resampled
 
     gt = json.loads((shapes_small / "annotations.json").read_text())
     rng = np.random.default_rng(0)
@@ -612,8 +656,9 @@ def test_samples_from_the_bootstrap_module_fit(shapes_small):
                         "score": round(float(rng.uniform(0.05, 1)), 5)})
         return ce.prepare_detections(out, ce.IouType.BBOX, ids)
 
-    res = {"f": ce.evaluate(gt, dets(0.03, 0.95), "bbox", resample=True),
-           "q": ce.evaluate(gt, dets(0.12, 0.85), "bbox", resample=True)}
+    res = {"f": ce.evaluate(gt, dets(0.03, 0.95), "bbox", keep_images=True),
+           "q": ce.evaluate(gt, dets(0.12, 0.85), "bbox", keep_images=True)}
+    stats = ["mAP50_95", "mAP50"]
 
     def model(name):
         r = res[name]
@@ -630,7 +675,7 @@ def test_samples_from_the_bootstrap_module_fit(shapes_small):
              {"kind": "min_value", "metric": "mAP50", "limit": 10},
              {"kind": "max_drop", "metric": "mean_recall", "limit": 50})
     idx = resample_indices(len(ids), 200, 0)
-    per_model = resampled({n: r.resampler for n, r in res.items()}, "f", idx)
+    per_model = resampled({n: Resampler.from_images(r.images, stats) for n, r in res.items()}, "f", idx)
     samples = {n: {"bbox": s} for n, s in per_model.items()}
     v = evaluate_gate(g, summary, samples=samples)
     assert v.resamples == 200
@@ -639,6 +684,7 @@ def test_samples_from_the_bootstrap_module_fit(shapes_small):
     assert cls.ci is not None and floor.ci is not None and recall.ci is not None
     assert floor.ci[0] <= floor.value <= floor.ci[1]
     # the same seed gives the same verdict, byte for byte
-    again = resampled({n: r.resampler for n, r in res.items()}, "f", resample_indices(len(ids), 200, 0))
+    again = resampled({n: Resampler.from_images(r.images, stats) for n, r in res.items()}, "f",
+                      resample_indices(len(ids), 200, 0))
     v2 = evaluate_gate(g, summary, samples={n: {"bbox": s} for n, s in again.items()})
     assert json.dumps(v2.to_dict()) == json.dumps(v.to_dict())

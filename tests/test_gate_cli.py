@@ -124,3 +124,24 @@ def test_bad_gate_input_exit_2_before_inference(shapes_small, tmp_path, capsys, 
     assert _run(shapes_small, tmp_path / "o", *args) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and needle in err[0]
+
+
+def test_no_accepted_run_yet_pinned_reference_and_the_trend_holds_this_run(shapes_small, tmp_path):
+    db = tmp_path / "h.sqlite"
+    g = tmp_path / "g.toml"
+    g.write_text('[bootstrap]\nresamples = 200\n[[check]]\nkind = "max_regression"\nmetric = "mAP50"\nlimit = 1.0\n'
+                 '[[check]]\nkind = "max_regression"\nmetric = "mAP50"\nof = "drop"\nlimit = 1.0\n'
+                 'against = "pinned"\n')
+    assert _run(shapes_small, tmp_path / "1", "--gate", g, "--history", db, "--baseline", "last-accepted") == 0
+    s = json.loads((tmp_path / "1" / "summary.json").read_text())
+    reasons = [r["reason"] for r in s["gate"]["results"]]
+    assert reasons[0].startswith("no accepted run yet") and reasons[1].startswith("no pinned reference yet")
+    assert main(["history", "accept", "1", "--db", str(db)]) == 0
+    assert _run(shapes_small, tmp_path / "2", "--gate", g, "--history", db, "--baseline", "pinned") == 0
+    s = json.loads((tmp_path / "2" / "summary.json").read_text())
+    assert [r["status"] for r in s["gate"]["results"]] == ["passed", "passed"]
+    assert all("pinned reference" in r["detail"] for r in s["gate"]["results"][1:])
+    # the second run's report shows both runs: the recorded one and this one
+    html = (tmp_path / "2" / "report.html").read_text()
+    trend = html.split('id="history"', 1)[1].split("</section>", 1)[0]
+    assert "this run" in trend and ">1<" in trend

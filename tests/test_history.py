@@ -12,9 +12,8 @@ import sys
 import pytest
 
 from tests.test_gate import INT8_BOX, gate, make_summary
-from validator import history
 from validator.errors import InputError
-from validator.gate import evaluate_gate
+from validator.gate import evaluate_gate, history
 
 
 def rec(summary=None, *, time="2025-06-01T02:00:00Z", verdict="passed", **kw):
@@ -274,3 +273,78 @@ def test_trend_plot_without_matplotlib(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="pip install matplotlib"):
         history.trend_plot(db, tmp_path / "trend.png")
     assert not (tmp_path / "trend.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- drift
+def _drifted(total_pts: float) -> dict:
+    """The run summary with the INT8 model's box mAP@0.5-0.95 `total_pts` lower than make_summary's."""
+    s = make_summary({**INT8_BOX, "mAP50_95": round(INT8_BOX["mAP50_95"] - total_pts / 100, 6)})
+    return s
+
+
+DRIFT_GATE = [{"kind": "max_regression", "metric": "mAP50_95", "of": "drop", "limit": 1.0},
+              {"kind": "max_regression", "metric": "mAP50_95", "of": "drop", "limit": 1.0, "against": "pinned"}]
+
+
+def test_slow_drift_passes_every_night_and_fails_against_the_pinned_reference(tmp_path):
+    """Three nights losing 0.41, 0.50 and 0.62 pts each pass the 1-pt nightly step (the ratchet let 1.53 pts
+    through); the pinned reference, accepted by a person, sees the 1.53 and fails the third night."""
+    db = tmp_path / "h.sqlite"
+    g = gate(*DRIFT_GATE)
+    first = make_summary()
+    v0 = evaluate_gate(g, first, baseline=history.last_accepted(db, like=first, missing_ok=True) or
+                       "no accepted run yet", pinned=None)
+    assert [r.reason for r in v0.results][0] == "no accepted run yet"
+    history.append(db, rec(first, verdict=v0))
+    history.accept(db, 1, time="2025-06-01T08:00:00Z", note="reviewed by hand")
+    steps, total, verdicts = (0.41, 0.50, 0.62), 0.0, []
+    for night, step in enumerate(steps, start=2):
+        total = round(total + step, 2)
+        s = _drifted(total)
+        base = history.last_accepted(db, like=s)
+        pinned = history.pinned_run(db, like=s)["summary"]
+        v = evaluate_gate(g, s, baseline=base, pinned=pinned)
+        verdicts.append(v)
+        history.append(db, rec(s, time=f"2025-06-0{night}T02:00:00Z", verdict=v))
+    nightly = [v.results[0] for v in verdicts]
+    drift = [v.results[1] for v in verdicts]
+    assert [r.value for r in nightly] == pytest.approx([0.41, 0.50, 0.62]) and all(r.passed for r in nightly)
+    assert [r.value for r in drift] == pytest.approx([0.41, 0.91, 1.53])
+    assert [r.passed for r in drift] == [True, True, False]
+    assert "pinned reference" in drift[2].detail
+    rs = history.runs(db)
+    assert [r["pinned"] for r in rs] == [True, False, False, False]
+    assert [r["accepted"] for r in rs] == [True, True, True, False]  # the third night failed: not accepted
+    assert "passed (pinned)" in history.trend_table(db)
+
+
+def test_accept_names_a_missing_run_and_pins_newest_first(tmp_path):
+    db = tmp_path / "h.sqlite"
+    for t in ("2025-06-01T02:00:00Z", "2025-06-02T02:00:00Z"):
+        history.append(db, rec(time=t, verdict="failed"))
+    with pytest.raises(InputError, match="no run 7"):
+        history.accept(db, 7, time="2025-06-03T00:00:00Z")
+    assert history.pinned_run(db, like=make_summary()) is None
+    history.accept(db, 1, time="2025-06-03T00:00:00Z")
+    history.accept(db, 2, time="2025-06-03T01:00:00Z")
+    assert history.pinned_run(db, like=make_summary())["id"] == 2
+    assert history.last_accepted_run(db, like=make_summary())["id"] == 2  # accepting marks it accepted
+    # another dataset does not see these pins
+    assert history.pinned_run(db, like=make_summary(dataset="e" * 64)) is None
+
+
+def test_history_accept_cli(tmp_path):
+    db = tmp_path / "h.sqlite"
+    history.append(db, rec())
+    r = subprocess.run([sys.executable, "-m", "validator.cli", "history", "accept", "1", "--db", str(db)],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 0 and "run 1" in r.stdout and "pinned reference" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "validator.cli", "history", "accept", "5", "--db", str(db)],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no run 5" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "validator.cli", "history", "acept", "1", "--db", str(db)],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 2 and "did you mean 'accept'" in r.stderr
+    listing = subprocess.run([sys.executable, "-m", "validator.cli", "history", "--db", str(db), "--plot",
+                              str(tmp_path / "t.png")], capture_output=True, text=True, check=False, timeout=120)
+    assert "(pinned)" in listing.stdout

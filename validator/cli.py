@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("gate and history (nightly CI)")
     g.add_argument("--gate", type=Path, help="checks as data (TOML, see examples/gate.toml): exit 1 when one fails; "
                                              "writes junit.xml, and the verdict to $GITHUB_STEP_SUMMARY when set")
-    g.add_argument("--baseline", metavar="SUMMARY.json|last-accepted",
-                   help="the accepted run to compare with (max_regression checks): a summary.json, or "
-                        "last-accepted from --history")
+    g.add_argument("--baseline", metavar="SUMMARY.json|last-accepted|pinned",
+                   help="the earlier run max_regression checks compare with: a summary.json, last-accepted (the "
+                        "newest passing run of --history: the nightly step) or pinned (the run accepted with "
+                        "`validate history accept RUN`); checks with against = \"pinned\" always use the pin")
     g.add_argument("--history", type=Path, help="append this run to a SQLite history (see: validate history)")
     r = p.add_argument_group("execution")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads running ahead (default 2)")
@@ -125,15 +126,21 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def history_main(argv: list[str]) -> int:
-    """``validate history --db FILE``: the trend table on stdout and a trend plot."""
-    p = ArgumentParser(prog="validate history", description="Print the trend of recorded runs and plot it.")
+    """``validate history --db FILE``: the trend table on stdout and a trend plot; ``validate history accept
+    RUN --db FILE``: pin run RUN as the reference drift is measured against."""
+    if argv[:1] == ["accept"]:
+        return _history_accept(argv[1:])
+    if argv and not argv[0].startswith("-"):
+        return unknown_command("validate history", argv[0], ["accept"])
+    p = ArgumentParser(prog="validate history", description="Print the trend of recorded runs and plot it. "
+                       "`validate history accept RUN --db FILE` pins a run as the reference.")
     p.add_argument("--db", type=Path, required=True, help="the history database (--history of validate)")
     p.add_argument("--metric", action="append", default=None,
                    help="metric keys or patterns to show, e.g. '*/bbox/mAP50_95' (repeatable)")
     p.add_argument("--last", type=int, default=20, help="runs in the table (default 20)")
     p.add_argument("--plot", type=Path, help="trend plot PNG (default: trend.png beside the database)")
     args = p.parse_args(argv)
-    from validator import history
+    from validator.gate import history
 
     try:
         if not args.db.exists():
@@ -148,6 +155,27 @@ def history_main(argv: list[str]) -> int:
         print(f"\ntrend plot: {plot}", flush=True)
     except BrokenPipeError:  # `validate history | head -3`
         stdout_closed()
+    return 0
+
+
+def _history_accept(argv: list[str]) -> int:
+    p = ArgumentParser(prog="validate history accept",
+                       description="Pin a recorded run as the reference: gate checks with against = \"pinned\" "
+                                   "(and --baseline pinned) measure the drift since it. The run is marked accepted.")
+    p.add_argument("run", type=int, help="the run's number (the Run column of validate history)")
+    p.add_argument("--db", type=Path, required=True, help="the history database (--history of validate)")
+    p.add_argument("--note", help="why this run is the reference (kept with the pin)")
+    args = p.parse_args(argv)
+    from validator.gate import history
+
+    try:
+        if not args.db.exists():
+            raise InputError(f"{args.db}: history database not found")
+        run = history.accept(args.db, args.run, time=history.utc_now(), note=args.note)
+    except InputError as e:
+        print(f"validate history accept: error: {e}", file=sys.stderr)
+        return 2
+    print(f"run {run['id']} ({run['time']}, {run['verdict']}) is the pinned reference in {args.db}")
     return 0
 
 

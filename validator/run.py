@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from pathlib import Path
 
-from validator import __version__, nightly
+from validator import __version__
 from validator.cache import PredictionCache, cache_key, default_cache_dir
 from validator.data.coco import Dataset, dataset_hashes, load_dataset, size_mismatches
 from validator.errors import StageFailure
-from validator.nightly import GateOptions
+from validator.gate import nightly
+from validator.gate.nightly import GateOptions
 from validator.predictions import PredictionWriter, compact, read_predictions, write_lines
 from validator.progress import Progress
 from validator.report.outputs import OutputDir, check_cache_dir
@@ -72,7 +73,7 @@ def _r(v):
     return round(v, METRIC_DECIMALS) if math.isfinite(v) else None
 
 
-def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = False, done=lambda: None) -> dict:
+def _evaluate(src: Source, ds: Dataset, settings: Settings, keep_images: bool = False, done=lambda: None) -> dict:
     """{iou_type: CocoResult}: bbox always, segm when the source has masks. The source's detections are
     read from its results file for this call only (one model's detections in memory at a time).
     ``done()`` is called after each evaluation (progress)."""
@@ -93,7 +94,7 @@ def _evaluate(src: Source, ds: Dataset, settings: Settings, resample: bool = Fal
             out[t] = edgefirst.evaluate_edgefirst(ds.gt, preds, t, image_ids=image_ids, frames=frames)
         else:
             out[t] = cocoeval.evaluate(ds.gt, preds, t, backend=settings.backend, image_ids=image_ids, owned=True,
-                                       resample=resample)
+                                       keep_images=keep_images)
         done()
     return out
 
@@ -160,7 +161,7 @@ class Outcome:
     timing: dict
     table_md: str
     out_dir: Path
-    verdict: object | None = None  # validator.gate.Verdict of a gated run
+    verdict: object | None = None  # validator.gate.checks.Verdict of a gated run
     failures: tuple[StageFailure, ...] = ()  # internal errors after the results landed (the report): exit 3
 
     @property
@@ -238,10 +239,10 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                                          "proto_masks": s.proto_masks})
 
         # Metrics are computed on exactly the predictions that are written (rounded, in written order).
-        resample = plan.resamples > 0 and settings.metric == "coco" and settings.backend == "faster-coco-eval"
+        keep_images = plan.resamples > 0 and settings.metric == "coco"  # the gate's intervals read them
         n_evals = sum(1 + bool(s.has_masks) for s in sources)
         with Progress(n_evals, "validate: metrics", "evaluations", quiet=quiet) as p:
-            results = {s.name: _evaluate(s, ds, settings, resample, p.update) for s in sources}
+            results = {s.name: _evaluate(s, ds, settings, keep_images, p.update) for s in sources}
         ref = reference(sources)
         rows = []
         for s in sources:
@@ -298,7 +299,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         try:
             with Progress(len(SECTIONS) + 1, "validate: report", "sections", quiet=quiet) as p:
                 data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
-                                   gate_markdown=nightly.markdown(verdict), history=nightly.history_view(plan))
+                                   gate_markdown=nightly.markdown(verdict),
+                                   history=nightly.history_view(plan, summary, verdict))
                 p.update()
                 out.write("report.html", render_report(data, failures, done=p.update))
         except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land

@@ -8,7 +8,7 @@ Mean Recall) is computed by one code path from what both backends expose: the ac
 ``eval['precision']`` array (same T x R x K x A x M layout in both) and per-image match records at
 IoU 0.50 / area "all" / maxDets 100 (pycocotools' ``evalImgs``; for faster-coco-eval, which keeps its
 per-image records in C++, the ``eval['matched']`` pairs of a second, single-threshold run, see
-``_faster_records``).
+``_faster_classes``).
 
 Inputs: detections are COCO results dicts. For ``segm`` the RLE ``segmentation`` is passed on together with
 the ``bbox`` when there is one, exactly as a results file holds them: pycocotools' ``loadRes`` then takes the
@@ -78,8 +78,68 @@ class CocoResult:
     backend: Backend
     metric: Metric = Metric.COCO
     classes: dict[int, ClassMatches] | None = field(default=None, repr=False, compare=False)  # IoU-0.5 matches
-    resampler: Any = field(default=None, repr=False, compare=False)  # for the bootstrap (evaluate(resample=))
+    images: ImageEvaluations | None = field(default=None, repr=False, compare=False)  # evaluate(keep_images=True)
     curves: dict | None = field(default=None, repr=False, compare=False)  # precision at recall 0:.01:1
+
+
+@dataclass(frozen=True)
+class PerImage:
+    """One image's evaluation of one class in one area range as the backend keeps it (detections in the
+    backend's order: by score, descending, at most ``maxDets[-1]``)."""
+
+    matched: np.ndarray  # (T, D) bool: matched at IoU threshold t (possibly to a crowd / ignored GT)
+    ignored: np.ndarray  # (T, D) bool: the backend ignores the detection at t
+    scores: np.ndarray  # (D,) float64
+    n_gt: int  # non-ignored ground truth
+
+
+@dataclass(eq=False)
+class ImageEvaluations:
+    """The backend's own per-image evaluations of one run, for the bootstrap: the matches every resample is
+    recomputed from (``validator.gate.resampled_coco``), read as :class:`PerImage` records.
+
+    faster-coco-eval keeps them in C++ (``ImageEvaluation``, read through its pickle state: matched ids and
+    ignore flags per IoU threshold, scores, ground-truth ignore flags); pycocotools as ``evalImgs`` dicts."""
+
+    backend: Backend
+    params: Any  # a copy of the evaluation's params (iouThrs, recThrs, areaRng, maxDets, catIds, imgIds)
+    handles: Any  # faster: object array (K, A, I) of ImageEvaluation; pycocotools: the evalImgs list
+
+    @property
+    def eps(self) -> float:
+        """What the backend's accumulate adds to precision's denominator (pycocotools: np.spacing(1))."""
+        return float(np.spacing(1)) if self.backend is Backend.PYCOCOTOOLS else 0.0
+
+    def records(self, area: int) -> list[list[PerImage | None]]:
+        """``records[k][i]`` of area range index ``area``: None where the backend has no evaluation."""
+        p = self.params
+        K, A, n_img, T = len(p.catIds), len(p.areaRng), len(p.imgIds), len(p.iouThrs)
+        out: list[list[PerImage | None]] = []
+        for k in range(K):
+            row: list[PerImage | None] = []
+            if self.backend is Backend.FASTER:
+                for h in self.handles[k, area]:
+                    dm, _gm, scores, g_ig, d_ig, _pairs = h.__getstate__()
+                    if not scores and not g_ig:
+                        row.append(None)
+                        continue
+                    D = len(scores)
+                    row.append(PerImage(np.asarray(dm, np.int64).reshape(T, D) > 0,
+                                        np.asarray(d_ig, bool).reshape(T, D), np.asarray(scores, np.float64),
+                                        len(g_ig) - sum(g_ig)))
+            else:
+                for i in range(n_img):
+                    e = self.handles[k * A * n_img + area * n_img + i]
+                    if e is None:
+                        row.append(None)
+                        continue
+                    D = len(e["dtScores"])
+                    row.append(PerImage(np.asarray(e["dtMatches"]).reshape(T, D) > 0,
+                                        np.asarray(e["dtIgnore"], bool).reshape(T, D),
+                                        np.asarray(e["dtScores"], np.float64),
+                                        int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))))
+            out.append(row)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -268,7 +328,7 @@ class _Evaluated:
     precision: np.ndarray  # eval['precision'], T x R x K x A x M
     params: Any
     classes: dict[int, ClassMatches]  # IoU-0.50 / area "all" / maxDets 100 matches, pooled per class
-    resampler: Any = None  # validator.metrics.bootstrap.Resampler when asked for
+    images: ImageEvaluations | None = None  # the per-image evaluations, when asked to keep them
 
 
 def _iou_index(params: Any, iou: float = MATCH_IOU) -> int:
@@ -278,7 +338,8 @@ def _iou_index(params: Any, iou: float = MATCH_IOU) -> int:
     return int(hits[0])
 
 
-def _run_pycocotools(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None) -> _Evaluated:
+def _run_pycocotools(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None,
+                     keep_images: bool = False) -> _Evaluated:
     from pycocotools.cocoeval import COCOeval
 
     with _quiet():
@@ -288,7 +349,10 @@ def _run_pycocotools(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: lis
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, collect(_pycocotools_records(ev)))
+    images = ImageEvaluations(Backend.PYCOCOTOOLS, copy.deepcopy(ev._paramsEval), ev.evalImgs) if keep_images \
+        else None
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, collect(_pycocotools_records(ev)),
+                      images)
 
 
 def _pycocotools_records(ev: Any) -> list[ImageMatches]:
@@ -316,7 +380,7 @@ def _pycocotools_records(ev: Any) -> list[ImageMatches]:
 
 
 def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int] | None,
-                dets: list[dict] | None = None, resample: bool = False) -> _Evaluated:
+                dets: list[dict] | None = None, keep_images: bool = False) -> _Evaluated:
     from faster_coco_eval import COCOeval_faster
 
     # Plain COCO: no LVIS rules, no split evaluate/accumulate, no extra (mIoU/mAUC) stats.
@@ -327,7 +391,7 @@ def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int
         print_function=_noop,
         extra_calc=False,
         lvis_style=False,
-        separate_eval=resample,  # keeps the per-image evaluations for the bootstrap (same numbers)
+        separate_eval=keep_images,  # keeps the per-image evaluations for the bootstrap (same numbers)
     )
     if img_ids is not None:
         ev.params.imgIds = img_ids
@@ -335,20 +399,18 @@ def _run_faster(coco_gt: Any, coco_dt: Any, iou_type: IouType, img_ids: list[int
     ev.accumulate()
     ev.summarize()
     dets = coco_dt.dataset["annotations"] if dets is None else dets
-    classes, arrays = _faster_classes(ev, coco_gt, dets, keep_arrays=resample)
-    resampler = None
-    if resample:
-        from validator.metrics.bootstrap import Resampler
-
+    classes = _faster_classes(ev, coco_gt, dets)
+    images = None
+    if keep_images:
         p = ev._paramsEval
         handles = np.empty(len(ev._evalImgs_cpp), dtype=object)
         handles[:] = ev._evalImgs_cpp
-        grid = handles.reshape(len(p.catIds), len(p.areaRng), len(p.imgIds))
-        resampler = Resampler(grid, copy.deepcopy(p), [int(c) for c in p.catIds], **arrays)
-    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, classes, resampler)
+        images = ImageEvaluations(Backend.FASTER, copy.deepcopy(p),
+                                  handles.reshape(len(p.catIds), len(p.areaRng), len(p.imgIds)))
+    return _Evaluated(np.asarray(ev.stats[:12]), ev.eval["precision"], ev.params, classes, images)
 
 
-def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool = False):
+def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict]):
     """The IoU-0.50 / area "all" / maxDets 100 matches of one faster-coco-eval evaluation, per class.
 
     Its per-image results stay in C++ (``ImageEvaluation`` has no Python accessors) and its
@@ -360,8 +422,7 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool =
     matched to a crowd is ignored; an unmatched one is a false positive if it is among its image and class's
     top ``maxDets`` by score (COCO's cap, stable order as COCO's C++ sort).
 
-    Returns ``(classes, arrays)``; ``arrays`` (with ``keep_arrays``) are the counted detections and the
-    non-crowd ground truth with their image index, for :class:`validator.metrics.bootstrap.Resampler`.
+    Returns ``{category id: ClassMatches}``.
     """
     import faster_coco_eval.faster_eval_api_cpp as _C
 
@@ -420,11 +481,7 @@ def _faster_classes(ev: Any, coco_gt: Any, dets: list[dict], keep_arrays: bool =
     for c, lo, hi in zip(cats, *bounds, strict=True):
         if hi > lo or n_gt.get(int(c), 0):
             out[int(c)] = ClassMatches(k_score[lo:hi], k_tp[lo:hi], n_gt.get(int(c), 0))
-    arrays = None
-    if keep_arrays:
-        arrays = {"det_image": np.searchsorted(imgs, img[by_cat]), "det_cat": k_cat, "det_score": k_score,
-                  "det_tp": k_tp, "gt_image": np.searchsorted(imgs, g_img[g_ok]), "gt_cat": g_cat[g_ok]}
-    return dict(sorted(out.items())), arrays
+    return dict(sorted(out.items()))
 
 
 # ------------------------------------------------------------------------------------------ common
@@ -480,14 +537,14 @@ def evaluate(
     backend: Backend | str = Backend.FASTER,
     image_ids: Sequence[int] | None = None,
     owned: bool = False,
-    resample: bool = False,
+    keep_images: bool = False,
 ) -> CocoResult:
     """COCO evaluation of ``detections`` against ``gt`` (path, dict, or ``load_gt`` object of ``backend``).
 
     ``image_ids`` restricts the evaluation to those images (``--limit``); detections elsewhere are dropped.
     An empty detection list is valid: AP 0 wherever there is GT. ``owned``: the detection dicts may be
     modified (``validate`` reads them from the results file for this call), which saves copying them.
-    ``resample``: keep what the bootstrap needs (faster-coco-eval backend only; None otherwise).
+    ``keep_images``: keep the backend's per-image evaluations (``CocoResult.images``) for the bootstrap.
     """
     backend, iou_type = Backend(backend), IouType(iou_type)
     coco_gt = as_gt(gt, backend)
@@ -495,10 +552,10 @@ def evaluate(
     img_ids = check_image_ids(image_ids, gt_ids)
     if backend is Backend.FASTER:
         coco_dt, dets = _faster_results(coco_gt, detections, iou_type, img_ids, owned)
-        run = _run_faster(coco_gt, coco_dt, iou_type, img_ids, dets, resample=resample)
+        run = _run_faster(coco_gt, coco_dt, iou_type, img_ids, dets, keep_images=keep_images)
     else:
         dets = prepare_detections(detections, iou_type, gt_ids, img_ids)
-        run = _run_pycocotools(coco_gt, _load_results(coco_gt, dets, backend), iou_type, img_ids)
+        run = _run_pycocotools(coco_gt, _load_results(coco_gt, dets, backend), iou_type, img_ids, keep_images)
     classes = run.classes
     op = f1_operating_point(classes)
     return CocoResult(
@@ -511,6 +568,6 @@ def evaluate(
         iou_type=iou_type,
         backend=backend,
         classes=classes,
-        resampler=run.resampler,
+        images=run.images,
         curves=_curves(run),
     )

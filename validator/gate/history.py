@@ -1,9 +1,17 @@
-"""Run history in one SQLite file: every validated run appended, the last accepted one as a baseline, trends.
+"""Run history in one SQLite file: every validated run appended, the last accepted one as the nightly
+baseline, the pinned reference for drift, trends.
 
 A record is one run: its time (ISO 8601 UTC, given by the caller), the git commit when run inside a
 repository, model and dataset hashes, settings, every metric flattened to ``key -> value``, the gate's
-verdict, whether the run is *accepted* (a gated run that passed), and the exact ``summary.json`` text, so
-``--baseline last-accepted`` compares with precisely the summary that run wrote.
+verdict, whether the run is *accepted* (a gated run that passed, or one a person accepted), and the exact
+``summary.json`` text, so ``--baseline last-accepted`` compares with precisely the summary that run wrote.
+
+Why a pinned reference too: comparing each night with the last accepted run lets slow drift through (three
+nights losing 0.41, 0.50 and 0.62 pts each pass a 1-pt limit while 1.53 pts are gone). ``validate history
+accept RUN`` pins a run a person has looked at; checks with ``against = "pinned"`` measure the drift since
+it, whatever the nights in between did. The newest pin matching a run's dataset, metric and models is its
+reference. Pins live in their own table (``pins``), created when first used: files of schema 1 without it
+read as "no pin yet".
 
 Schema (version 1, in ``meta``; created on first use)::
 
@@ -17,6 +25,7 @@ Schema (version 1, in ``meta``; created on first use)::
              summary TEXT  -- the summary.json text as written
              extra TEXT)   -- JSON, anything else the caller records
     metrics (run_id INTEGER REFERENCES runs(id), key TEXT, value REAL, PRIMARY KEY (run_id, key))
+    pins    (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER REFERENCES runs(id), time TEXT, note TEXT)
 
 Metric keys (``flatten_metrics``), values as in summary.json (fractions for models, points for deltas)::
 
@@ -82,6 +91,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID;
 """
+_PINS_SCHEMA = ("CREATE TABLE IF NOT EXISTS pins (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL "
+                "REFERENCES runs (id), time TEXT NOT NULL, note TEXT)")
+_SCHEMA += _PINS_SCHEMA + ";"
 
 _RUN_COLUMNS = ("id", "time", "git_commit", "verdict", "accepted", "metric", "dataset_sha256", "models",
                 "settings", "gate", "extra")
@@ -398,7 +410,108 @@ def runs(db_path: str | Path, limit: int | None = None, *, with_summary: bool = 
                            (() if limit is None else (int(limit),))).fetchall()
         rows.reverse()
         mets = _metrics_for(con, [r[0] for r in rows])
-        return [_row_to_run(r[:len(_RUN_COLUMNS)], mets[r[0]], r[-1] if with_summary else None) for r in rows]
+        pinned = set(_pinned_ids(con))
+        out = [_row_to_run(r[:len(_RUN_COLUMNS)], mets[r[0]], r[-1] if with_summary else None) for r in rows]
+        for r in out:
+            r["pinned"] = r["id"] in pinned
+        return out
+
+    return _read(db_path, q)
+
+
+def _has_pins(con: sqlite3.Connection) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pins'").fetchone() is not None
+
+
+def _pinned_ids(con: sqlite3.Connection) -> list[int]:
+    """Pinned run ids, newest pin first (a file without the pins table has none)."""
+    if not _has_pins(con):
+        return []
+    return [r[0] for r in con.execute("SELECT run_id FROM pins ORDER BY id DESC")]
+
+
+def accept(db_path: str | Path, run_id: int, *, time: str, note: str | None = None) -> dict:
+    """Pin run ``run_id`` as the reference (and mark it accepted): a person looked at it and takes its
+    numbers as the standard later runs' drift is measured against. Returns the run (``runs`` format)."""
+    path = Path(db_path)
+    t = _check_time(time)
+
+    def attempt() -> None:
+        con = _connect(path, create=False)
+        try:
+            if _schema_state(con, path) is None:
+                raise InputError(f"{path}: an empty SQLite database, not a qharness history")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute("SELECT id, summary FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+                if row is None:
+                    last = con.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+                    raise InputError(f"{path}: no run {run_id} (runs 1..{last or 0}; see validate history --db {path})")
+                if row[1] is None:
+                    raise InputError(f"{path}: run {run_id} has no summary.json recorded; it cannot be a reference")
+                if not _has_pins(con):
+                    con.execute(_PINS_SCHEMA)
+                con.execute("INSERT INTO pins (run_id, time, note) VALUES (?, ?, ?)", (int(run_id), t, note))
+                con.execute("UPDATE runs SET accepted = 1 WHERE id = ?", (int(run_id),))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+
+    try:
+        _retrying(path, attempt)
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"{path}: history database unusable ({e})") from None
+    return next(r for r in runs(path) if r["id"] == int(run_id))
+
+
+def _filters(like: Mapping | None, dataset_sha256, metric, models) -> tuple[str | None, str | None, set]:
+    if like is not None:
+        dataset_sha256 = dataset_sha256 or (like.get("dataset") or {}).get("sha256")
+        metric = metric or like.get("metric")
+        if models is None:
+            ds = like.get("deltas") or []
+            models = ({d["model"] for d in ds} | {d["reference"] for d in ds}) if ds else \
+                {m["name"] for m in like.get("models", [])}
+    return dataset_sha256, metric, set(models) if models is not None else set()
+
+
+def _newest_matching(db_path: str | Path, where: str, like, dataset_sha256, metric, models, missing_ok: bool,
+                     pinned: bool = False) -> dict | None:
+    dataset_sha256, metric, want = _filters(like, dataset_sha256, metric, models)
+    if missing_ok and not Path(db_path).exists():
+        return None
+    cols = ", ".join(f"runs.{c}" for c in _RUN_COLUMNS) + ", runs.summary"
+
+    def q(con):
+        if pinned:
+            if not _has_pins(con):
+                return None
+            sql = f"SELECT {cols} FROM pins JOIN runs ON runs.id = pins.run_id WHERE 1"
+            order = " ORDER BY pins.id DESC"
+        else:
+            sql = f"SELECT {cols} FROM runs WHERE {where}"
+            order = " ORDER BY runs.id DESC"
+        args: list[Any] = []
+        if dataset_sha256:
+            sql += " AND runs.dataset_sha256 = ?"
+            args.append(dataset_sha256)
+        if metric:
+            sql += " AND runs.metric = ?"
+            args.append(metric)
+        for row in con.execute(sql + order, args):
+            if row[-1] is None:
+                continue
+            if want and not want <= set(json.loads(row[7] or "{}")):
+                continue
+            mets = _metrics_for(con, [row[0]])
+            run = _row_to_run(row[:len(_RUN_COLUMNS)], mets[row[0]], row[-1])
+            run["pinned"] = row[0] in set(_pinned_ids(con))
+            return run
+        return None
 
     return _read(db_path, q)
 
@@ -414,37 +527,13 @@ def last_accepted_run(db_path: str | Path, *, like: Mapping | None = None, datas
     it compares (its ``deltas`` models and their references; every model when it has no deltas).
     ``dataset_sha256`` / ``metric`` / ``models``: explicit filters (they override ``like``'s).
     """
-    if like is not None:
-        dataset_sha256 = dataset_sha256 or (like.get("dataset") or {}).get("sha256")
-        metric = metric or like.get("metric")
-        if models is None:
-            ds = like.get("deltas") or []
-            models = ({d["model"] for d in ds} | {d["reference"] for d in ds}) if ds else \
-                {m["name"] for m in like.get("models", [])}
-    if missing_ok and not Path(db_path).exists():
-        return None
-    want = set(models) if models is not None else set()
-    cols = ", ".join(_RUN_COLUMNS) + ", summary"
+    return _newest_matching(db_path, "runs.accepted = 1", like, dataset_sha256, metric, models, missing_ok)
 
-    def q(con):
-        sql = f"SELECT {cols} FROM runs WHERE accepted = 1"
-        args: list[Any] = []
-        if dataset_sha256:
-            sql += " AND dataset_sha256 = ?"
-            args.append(dataset_sha256)
-        if metric:
-            sql += " AND metric = ?"
-            args.append(metric)
-        for row in con.execute(sql + " ORDER BY id DESC", args):
-            if row[-1] is None:
-                continue
-            if want and not want <= set(json.loads(row[7] or "{}")):
-                continue
-            mets = _metrics_for(con, [row[0]])
-            return _row_to_run(row[:len(_RUN_COLUMNS)], mets[row[0]], row[-1])
-        return None
 
-    return _read(db_path, q)
+def pinned_run(db_path: str | Path, *, like: Mapping | None = None, dataset_sha256: str | None = None,
+               metric: str | None = None, models: Iterable[str] | None = None, missing_ok: bool = False) -> dict | None:
+    """The run of the newest pin matching the filters (as ``last_accepted_run``), else None."""
+    return _newest_matching(db_path, "", like, dataset_sha256, metric, models, missing_ok, pinned=True)
 
 
 def last_accepted(db_path: str | Path, *, like: Mapping | None = None, dataset_sha256: str | None = None,
@@ -503,19 +592,33 @@ def _md(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def trend_table(db_path: str | Path, metrics: Iterable[str] | None = None, last: int = 20) -> str:
+def _with_current(db_path: str | Path, last: int | None, current: Mapping | None) -> list[dict]:
+    """The runs (the last ``last``), plus ``current`` (a ``record_from_summary`` record not yet appended:
+    the run being validated, which lands in the history only after its outputs) as the newest, id "now"."""
+    rs = runs(db_path, limit=last) if Path(db_path).exists() else []
+    if current is not None:
+        rs = rs[1:] if last is not None and len(rs) >= last else rs
+        rs = rs + [{"id": "now", "time": current["time"], "commit": current.get("commit"),
+                    "verdict": current["verdict"], "accepted": current["accepted"], "pinned": False,
+                    "metrics": current["metrics"], "models": current["models"]}]
+    return rs
+
+
+def trend_table(db_path: str | Path, metrics: Iterable[str] | None = None, last: int = 20,
+                current: Mapping | None = None) -> str:
     """Markdown, one row per run (oldest first, the last ``last``): id, time, commit, verdict, metrics.
 
     ``metrics``: keys or fnmatch patterns (``"*/bbox/mAP50"``); default every model's and delta's box and
-    mask mAP50_95. Model metrics in %, ``delta/...`` in points.
+    mask mAP50_95. Model metrics in %, ``delta/...`` in points. ``current``: this run, not yet recorded.
     """
-    rs = runs(db_path, limit=last)
+    rs = _with_current(db_path, last, current)
     cols = _chosen(rs, metrics)
     head = ["Run", "Time (UTC)", "Commit", "Verdict"] + [f"{_md(k)} ({'pts' if _is_delta(k) else '%'})" for k in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * len(cols)]
     for r in rs:
-        verdict = r["verdict"] + (" (accepted)" if r["accepted"] else "")
-        cells = [str(r["id"]), _md(r["time"]), (r["commit"] or "")[:10], verdict]
+        verdict = r["verdict"] + (" (pinned)" if r.get("pinned") else " (accepted)" if r["accepted"] else "")
+        cells = [str(r["id"]) if r["id"] != "now" else "this run", _md(r["time"]), (r["commit"] or "")[:10],
+                 verdict]
         cells += [_fmt(k, r["metrics"].get(k)) for k in cols]
         lines.append("| " + " | ".join(cells) + " |")
     if not rs:
@@ -524,7 +627,7 @@ def trend_table(db_path: str | Path, metrics: Iterable[str] | None = None, last:
 
 
 def trend_plot(db_path: str | Path, out_png: str | Path, metrics: Iterable[str] | None = None,
-               last: int | None = None) -> Path:
+               last: int | None = None, current: Mapping | None = None) -> Path:
     """A PNG of the chosen metrics over the runs (model metrics in %, deltas in pts below); returns its path.
 
     Accepted runs are filled markers, failed gates marked with a red x on the run's tick.
@@ -533,7 +636,7 @@ def trend_plot(db_path: str | Path, out_png: str | Path, metrics: Iterable[str] 
         from matplotlib.figure import Figure
     except ImportError:
         raise InputError("trend plot needs matplotlib: pip install matplotlib") from None
-    rs = runs(db_path, limit=last)
+    rs = _with_current(db_path, last, current)
     cols = _chosen(rs, metrics)
     abs_cols = [k for k in cols if not _is_delta(k)]
     del_cols = [k for k in cols if _is_delta(k)]
@@ -567,7 +670,8 @@ def trend_plot(db_path: str | Path, out_png: str | Path, metrics: Iterable[str] 
     step = max(1, math.ceil(len(xs) / 15))  # at most ~15 labelled ticks, the newest run always labelled
     ticks = xs[::-1][::step][::-1]
     axes[-1].set_xticks(ticks)
-    axes[-1].set_xticklabels([f"#{rs[x]['id']}\n{rs[x]['time'][:10]}" for x in ticks], fontsize=7)
+    axes[-1].set_xticklabels([f"#{rs[x]['id']}\n{rs[x]['time'][:10]}" if rs[x]["id"] != "now" else
+                              f"this run\n{rs[x]['time'][:10]}" for x in ticks], fontsize=7)
     axes[-1].set_xlabel("run (filled: accepted)")
     if xs:
         axes[-1].set_xlim(-0.5, len(xs) - 0.5)
