@@ -167,7 +167,7 @@ def sample_history(n: int = 3) -> dict:
 
 # ------------------------------------------------------------------------------------------ synthetic
 def synthetic(tmp_dir: Path, n_images: int = 5000, n_classes: int = 80, n_compared: int = 1, seg: bool = False,
-              gallery_n: int = 30, seed: int = 0) -> dict:
+              gallery_n: int = 30, seed: int = 0, names: list[str] | None = None) -> dict:
     """A run shaped like a 5000-image COCO validation without any model: real-sized per-class tables,
     ~100 detections per image of scores, photo-like gallery pictures (noise: the worst case for JPEG)."""
     from PIL import Image
@@ -176,7 +176,7 @@ def synthetic(tmp_dir: Path, n_images: int = 5000, n_classes: int = 80, n_compar
     tmp_dir = Path(tmp_dir)
     cats = [{"id": i + 1 + (i // 11), "name": f"class {i:02d}"} for i in range(n_classes)]
     iou_types = ["bbox", "segm"] if seg else ["bbox"]
-    names = ["yolo-float"] + [f"yolo-int8-v{j}" for j in range(n_compared)]
+    names = names or (["yolo-float"] + [f"yolo-int8-v{j}" for j in range(n_compared)])
 
     def metrics(drop: float) -> dict:
         out = {}

@@ -73,3 +73,14 @@ def test_changed_images_with_no_confident_detections_on_one_side():
     res = changed_images(_compact(base), _compact([_p(1, 1, [10, 10, 20, 20], 0.1)]), [1, 2])
     assert res["image_ids"] == [1]
     assert changed_images(_compact([]), _compact([]), [1])["count"] == 0
+
+
+def test_changed_image_iou_is_plain_iou_not_overlap_of_the_smaller_box():
+    """A confident box inside one four times its size overlaps it fully but has IoU 0.25: the image changed.
+    (Read as a crowd region, pycocotools would give intersection over the first box's area: 1.0.)"""
+    a = [_p(1, 1, [0, 0, 10, 10], 0.9)]
+    b = [_p(1, 1, [0, 0, 20, 20], 0.9)]
+    res = changed_images(_compact(a), _compact(b), [1])
+    assert res["image_ids"] == [1] and res["unpaired"] == [2]
+    near = [_p(1, 1, [0, 0, 10, 12], 0.9)]  # IoU 100/120: the same detection
+    assert changed_images(_compact(a), _compact(near), [1])["count"] == 0

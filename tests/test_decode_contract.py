@@ -339,3 +339,11 @@ def test_box_units_ssd_always_normalized():
 def test_contract_from_strings():
     c = Contract("yolo", 3, 0, {"preds": "o"}, False, False, "auto", "cxcywh")
     assert c.kind is ContractKind.YOLO and c.boxes is BoxUnits.AUTO and c.box_format is BoxFormat.CXCYWH
+
+
+def test_anchor_counts_for_inputs_not_a_multiple_of_32():
+    """Strided 3x3 convolutions with padding 1 give ceil(h / 2) per stage, so a 250 x 330 input has
+    ceil(250/8) x ceil(330/8) + ceil(250/16) x ceil(330/16) + ceil(250/32) x ceil(330/32) anchors."""
+    assert anchor_counts((250, 330))[0] == 32 * 42 + 16 * 21 + 8 * 11 == 1768
+    assert anchor_counts((250, 330))[1] == 1768 + 4 * 6  # P6: ceil(250/64) x ceil(330/64)
+    assert anchor_counts((100, 100))[0] == 13 * 13 + 7 * 7 + 4 * 4

@@ -172,7 +172,7 @@ def test_equals_the_backends_own_accumulate_to_the_last_digit(tied, backend):
     idx = resample_indices(len(gt["images"]), 6, 11)
     w = weights_of(idx, len(gt["images"]))
     table = res.slices[("all", 100)]
-    mixed_imgs = {int(table.b_img[b]) for x in table.ious for b in x.block[x.mixed]}
+    mixed_imgs = {int(i) for x in table.ious for i in x.img[x.mixed]}
     assert (w[:, sorted(mixed_imgs)] >= 2).any()  # ... and a resample repeats one of them
     p = r.images.params
     rec_thrs = np.asarray(p.recThrs)

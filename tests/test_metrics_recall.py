@@ -112,3 +112,25 @@ def test_operating_point_at_a_given_confidence_by_hand():
     assert op.recall == pytest.approx(0.5)
     assert op.precision == pytest.approx(1 + (x - 0.8) / (0.6 - 0.8) * (2 / 3 - 1))
     assert f1_operating_point(m, at_conf=0.1).recall == pytest.approx(0.75)  # all four kept
+
+
+def test_precision_above_the_top_score_is_one_and_recall_zero():
+    """Above a class's top score nothing is kept: recall 0 and precision 1 by convention (np.interp's left=),
+    not 0, which would pull the mean precision of any operating point above some class's scores down."""
+    from validator.metrics.recall import class_curves
+
+    grid = np.linspace(0.0, 1.0, 1000)
+    p, r = class_curves(ClassMatches(np.array([0.5, 0.4]), np.array([True, False]), 2), grid)
+    above = grid > 0.5
+    assert (p[above] == 1.0).all() and (r[above] == 0.0).all()
+    assert r[grid <= 0.4][-1] == pytest.approx(0.5) and p[grid <= 0.4][-1] == pytest.approx(0.5)
+
+
+def test_a_given_confidence_reads_the_nearest_grid_point_not_the_one_below():
+    """0.7007 lies 1e-6 below grid point 700 (0.700701) and 0.001 above point 699 (0.6997): the nearest is
+    700. The class's detections (0.70035, 0.7003) sit between the two: above them recall is 0, below 1."""
+    m = {1: ClassMatches(np.array([0.70035, 0.7003]), np.array([True, True]), 2)}
+    op = f1_operating_point(m, at_conf=0.7007)
+    assert op.conf == pytest.approx(700 / 999)
+    assert op.recall == 0.0  # grid point 700 is above both detections
+    assert f1_operating_point(m, at_conf=0.6997).recall == pytest.approx(1.0)  # point 699: both kept

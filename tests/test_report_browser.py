@@ -242,3 +242,78 @@ def test_devtools_dom_console_network(report, tmp_path):
         assert sid in result["sections"], sid
     assert result["sorted"] == sorted(result["sorted"]), result["sorted"]  # clicking "class" sorts by name
     assert len(shot["data"]) > 10000
+
+
+# ------------------------------------------------------------------------------------------ layout at any width
+LAYOUT_PROBE = """(() => {
+  const out = {overflow: [], clipped: [], shrunk: [], legends: []};
+  for (const el of document.querySelectorAll('section, header.top')) {
+    if (el.scrollWidth > el.clientWidth + 1)
+      out.overflow.push([el.id || el.className, el.scrollWidth, el.clientWidth]);
+  }
+  // content cut by its box: an element that hides or scrolls its overflow while its content is wider (a
+  // scrolled table shows cut in a screenshot, a print or a window without scrollbars)
+  for (const el of document.querySelectorAll('section *, header.top *')) {
+    const cs = getComputedStyle(el);
+    const hides = ['hidden', 'clip', 'auto', 'scroll'].includes(cs.overflowX) || cs.textOverflow === 'ellipsis';
+    if (hides && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      out.clipped.push([el.tagName, (el.textContent || '').slice(0, 40), el.scrollWidth, el.clientWidth]);
+  }
+  // charts drawn below half their size are unreadable
+  for (const img of document.querySelectorAll('img.plot')) {
+    const r = img.getBoundingClientRect();
+    if (img.naturalWidth && r.width < 0.5 * img.naturalWidth) out.shrunk.push([img.alt, r.width, img.naturalWidth]);
+  }
+  for (const li of document.querySelectorAll('.mlegend li')) out.legends.push(li.textContent);
+  out.subsets = Array.from(document.querySelectorAll('.subset')).map(e => e.textContent);
+  return out;
+})()"""
+
+LONG_NAMES = ["shapes-det"] + [f"shapes-det.{lay}.{s}.n64.channel.int8" for lay in ("split", "monolithic")
+                               for s in ("minmax", "percentile99.99", "mse", "entropy")] + ["shapes-det.int8"]
+
+
+@pytest.fixture(scope="module")
+def reports(report, tmp_path_factory):
+    """The 2-model seg report and a 10-model report (9 quantizer variants with their long names, a gate and
+    a history): the pages must hold every model at 1400 and 1000 px without text cut or cards overflowing."""
+    out = tmp_path_factory.mktemp("report-10")
+    data = rd.synthetic(out, n_images=500, n_classes=12, names=LONG_NAMES, gallery_n=3)
+    data["gate"], data["gate_markdown"] = rd.sample_gate(data["summary"], passed=False)
+    data["history"] = rd.sample_history()
+    path = out / "report.html"
+    path.write_text(render_report(data), encoding="utf-8")
+    return {"2": report, "10": path}
+
+
+def _layout(path: Path, width: int, tmp_path: Path) -> dict:
+    argv = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / f'profile-{width}'}", "--remote-debugging-pipe",
+            f"--window-size={width},1200", "about:blank"]
+    cdp = _Pipe(argv)
+    try:
+        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        cdp.send("Page.enable", session=session)
+        cdp.send("Emulation.setDeviceMetricsOverride",
+                 {"width": width, "height": 1200, "deviceScaleFactor": 1, "mobile": False}, session=session)
+        cdp.send("Page.navigate", {"url": path.as_uri()}, session=session)
+        cdp.wait_event("Page.loadEventFired")
+        return cdp.send("Runtime.evaluate", {"expression": LAYOUT_PROBE, "returnByValue": True},
+                        session=session)["result"]["value"]
+    finally:
+        cdp.close()
+
+
+@pytest.mark.parametrize("width", [1400, 1000])
+@pytest.mark.parametrize("which", ["2", "10"])
+def test_no_card_overflows_and_no_text_is_cut(reports, which, width, tmp_path):
+    r = _layout(reports[which], width, tmp_path)
+    assert not r["overflow"], r["overflow"]
+    assert not r["clipped"], r["clipped"]
+    assert not r["shrunk"], r["shrunk"]
+    if which == "10":
+        # every model findable: each full label appears in a legend or a table, and subsets say they are
+        text = reports[which].read_text()
+        for name in LONG_NAMES:
+            assert name in text
+        assert any("of 9 compared models" in s for s in r["subsets"]), r["subsets"]

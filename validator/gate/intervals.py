@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from validator.gate.resampled_coco import BATCH_ELEMENTS, RecallTable, SliceTable, operating_point, weights_of
+from validator.metrics.recall import GRID_POINTS
 
 # metric -> (area label, maxDets, "precision" | "recall"); mean_recall / f1 come from the IoU-0.50 matches
 STAT_SLICES = {
@@ -105,73 +106,99 @@ class Resampler:
         return len(self.params.imgIds)
 
     def batch_size(self) -> int:
-        n = max([len(s.b_cls) for s in self.slices.values()] + [len(self.recall.det_img) if self.recall else 0, 1])
+        n = max([s.per_resample() for s in self.slices.values()] + [self.recall.per_resample() if self.recall
+                                                                     else 0, 1])
         return max(1, min(256, BATCH_ELEMENTS // n))
 
     def coco(self, weights: np.ndarray) -> list[dict]:
-        """Per resample row of ``weights`` (B, I): the stats and per-class AP."""
+        """Per resample row of ``weights`` (B, I): the stats and per-class AP, averaged as COCO's summarize
+        averages its arrays (per class: every recall threshold of a class is defined, or none is)."""
         p = self.params
-        B = weights.shape[0]
-        T, R, K = len(p.iouThrs), len(p.recThrs), len(p.catIds)
-        A, M = len(p.areaRng), len(p.maxDets)
-        precision = np.full((B, T, R, K, A, M), -1.0)
-        recall = np.full((B, T, K, A, M), -1.0)
+        B, K = weights.shape[0], len(p.catIds)
         rec_thrs = np.asarray(p.recThrs, np.float64)
-        for (a_lbl, m), table in self.slices.items():
-            a, mi = p.areaRngLbl.index(a_lbl), p.maxDets.index(m)
-            precision[:, :, :, :, a, mi], recall[:, :, :, a, mi] = table.accumulate(weights, rec_thrs)
-        out = []
-        a0 = p.areaRngLbl.index("all")
-        m0 = p.maxDets.index(100) if 100 in p.maxDets else len(p.maxDets) - 1
         t50 = int(np.flatnonzero(np.isclose(np.asarray(p.iouThrs), 0.5))[0])
-        for b in range(B):
-            d = summarize_arrays(precision[b], recall[b], p, self.stats)
-            if self.per_class:
-                pr = precision[b][:, :, :, a0, m0]
-                d["per_class"] = {c: {"AP50": _mean_valid(pr[t50, :, k]), "AP50_95": _mean_valid(pr[:, :, k])}
-                                  for k, c in enumerate(self.cat_ids)}
-            out.append(d)
+        thr = np.asarray(p.iouThrs)
+        out: list[dict] = [{} for _ in range(B)]
+        for key, table in self.slices.items():
+            prec, rec = table.accumulate(weights, rec_thrs)  # (B, T, R, K), (B, T, K)
+            for name in self.stats:
+                a_lbl, m, kind = STAT_SLICES[name]
+                if (a_lbl, m) != key:
+                    continue
+                t = {"mAP50": 0.5, "mAP75": 0.75}.get(name)
+                for b in range(B):
+                    if kind == "recall":
+                        out[b][name] = _mean_valid(rec[b])
+                    else:
+                        s = prec[b] if t is None else prec[b][np.flatnonzero(np.isclose(thr, t))]
+                        out[b][name] = _mean_valid(s)
+            if self.per_class and key == PER_CLASS_SLICE:
+                valid = prec[:, 0, 0, :] > -1  # (B, K)
+                ap50 = np.ascontiguousarray(prec[:, t50].transpose(0, 2, 1)).mean(axis=2)  # rows of R values
+                ap = np.ascontiguousarray(prec.transpose(0, 3, 1, 2)).reshape(B, K, -1).mean(axis=2)
+                for b in range(B):
+                    out[b]["per_class"] = {c: {"AP50": float(ap50[b, k]) if valid[b, k] else None,
+                                               "AP50_95": float(ap[b, k]) if valid[b, k] else None}
+                                           for k, c in enumerate(self.cat_ids)}
         return out
 
-    def recall_curves(self, weights: np.ndarray):
-        return self.recall.curves(weights) if self.recall is not None else [None] * weights.shape[0]
+    def recall_curves(self, weights: np.ndarray, at_index: np.ndarray | None = None):
+        if self.recall is None:
+            return [None] * weights.shape[0]
+        return self.recall.curves(weights, at_index)
 
 
 def resampled(resamplers: Mapping[str, Resampler], reference: str | None, idx: np.ndarray,
-              done: Callable[[], None] = lambda: None) -> dict:
+              done: Callable[[], None] = lambda: None, threads: int = 2) -> dict:
     """``{model: {metric: (B,) array, "per_class": {cat: {"AP50", "AP50_95": (B,)}}}}`` over the rows of
     ``idx``; metrics are fractions (None-valued resamples are NaN). ``mean_recall`` of a model other than
-    ``reference`` is read at the reference's F1-optimal confidence of the same resample. ``done()`` once
-    per model and resample (progress)."""
+    ``reference`` is read at the reference's F1-optimal confidence of the same resample (only that grid
+    point of its curves is computed). The models of a batch run in ``threads`` threads (numpy and scipy
+    release the GIL). ``done()`` once per model and resample (progress)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if not resamplers:
         return {}
     n_img = next(iter(resamplers.values())).n_images
     step = min(r.batch_size() for r in resamplers.values())
     cols: dict[str, dict] = {m: {"stats": [], "recall": []} for m in resamplers}
-    ordered = ([reference] if reference in resamplers else []) + [m for m in resamplers if m != reference]
-    for lo in range(0, len(idx), step):
-        w = weights_of(idx[lo:lo + step], n_img)
-        ref_conf: list[float | None] = []
-        for name in ordered:
-            r = resamplers[name]
-            stats = r.coco(w)
-            curves = r.recall_curves(w)
-            recalls = []
-            for j, cv in enumerate(curves):
-                done()
-                if cv is None:
-                    recalls.append(None)
-                    continue
-                P, R, _ids = cv
-                if name == reference:
-                    op = operating_point(P, R)
-                    ref_conf.append(None if op is None else op[1])
-                else:
-                    conf = ref_conf[j] if ref_conf else None
-                    op = operating_point(P, R, at_conf=conf)
-                recalls.append(None if op is None else op[0])
-            cols[name]["stats"].extend(stats)
-            cols[name]["recall"].extend(recalls)
+    ref = reference if reference in resamplers else None
+    grid = np.linspace(0.0, 1.0, GRID_POINTS)
+
+    def own(name, w):
+        r = resamplers[name]
+        stats = r.coco(w)
+        rec = None
+        if name == ref or ref is None:  # its own optimum: the whole curve
+            rec = []
+            for cv in r.recall_curves(w):
+                op = None if cv is None else operating_point(cv[0], cv[1])
+                rec.append(op)
+        return stats, rec
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for lo in range(0, len(idx), step):
+            w = weights_of(idx[lo:lo + step], n_img)
+            first = dict(zip(resamplers, pool.map(lambda n, w=w: own(n, w), list(resamplers)), strict=True))
+            at = None
+            if ref is not None:
+                confs = [None if op is None else op[1] for op in first[ref][1]]
+                at = np.array([-1 if c is None else int(np.argmin(np.abs(grid - c))) for c in confs])
+
+            def paired(name, w=w, at=at):
+                return [None if cv is None else (float(cv[1][:, 0].mean()) if cv[1].shape[0] else None)
+                        for cv in resamplers[name].recall_curves(w, at)]
+
+            others = [n for n in resamplers if first[n][1] is None]
+            for name, rec in zip(others, pool.map(paired, others), strict=True):
+                first[name] = (first[name][0], rec)
+            for name in resamplers:
+                stats, rec = first[name]
+                cols[name]["stats"].extend(stats)
+                cols[name]["recall"].extend([None if v is None else (v[0] if isinstance(v, tuple) else v)
+                                             for v in rec])
+                for _ in stats:
+                    done()
     out: dict = {}
     for name, c in cols.items():
         rows = c["stats"]

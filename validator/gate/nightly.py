@@ -115,9 +115,24 @@ def history_view(plan: Plan, summary: dict | None = None, verdict=None) -> dict 
                                               commit=history.git_commit(Path.cwd()))
     if current is None and (not Path(db).exists() or not history.runs(db, limit=1)):
         return None
+    metrics = _report_metrics(summary) if summary is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        png = history.trend_plot(db, Path(tmp) / "trend.png", current=current)
-        return {"table_md": history.trend_table(db, current=current), "plot_png": Path(png).read_bytes()}
+        png = history.trend_plot(db, Path(tmp) / "trend.png", metrics, current=current)
+        return {"table_md": history.trend_table(db, metrics, current=current), "plot_png": Path(png).read_bytes()}
+
+
+REPORT_TREND_MODELS = 5  # compared models in the report's trend (validate history shows every one)
+
+
+def _report_metrics(summary: dict) -> list[str]:
+    """The report's trend: the reference's box mAP@0.5:0.95 and the drops of the compared models with the
+    largest loss now (a column per model of a 40-variant sweep does not fit a page)."""
+    deltas = summary.get("deltas") or []
+    ranked = sorted(deltas, key=lambda d: ((d.get("metrics", {}).get("bbox") or {}).get("mAP50_95") or 0.0))
+    keys = [f"{deltas[0]['reference']}/bbox/mAP50_95"] if deltas else \
+        [f"{m['name']}/bbox/mAP50_95" for m in summary.get("models", [])[:REPORT_TREND_MODELS]]
+    keys += [f"delta/{d['model']}/bbox/mAP50_95" for d in ranked[:REPORT_TREND_MODELS]]
+    return keys
 
 
 def markdown(verdict) -> str | None:

@@ -493,7 +493,8 @@ def _mean_valid(s: np.ndarray) -> float | None:
 
 def _curves(run: _Evaluated) -> dict:
     """Interpolated precision at recall 0:0.01:1 (area all, maxDets 100), for the report's PR curves:
-    ``{"recall": [...], "precision": {"0.50": [...], "0.50:0.95": [...]}, "per_class": {cat: {"0.50": [...]}}}``,
+    ``{"recall": [...], "precision": {"0.50": [...], "0.50:0.95": [...]}, "per_class": {cat: {"0.50": [...],
+    "0.50:0.95": [...]}}}``,
     means over classes (and thresholds) of the defined values, -1 where none is defined."""
     p = run.params
     a = p.areaRngLbl.index("all")
@@ -509,7 +510,8 @@ def _curves(run: _Evaluated) -> dict:
 
     return {"recall": [round(float(r), 2) for r in p.recThrs],
             "precision": {"0.50": mean_over(prec[t], (1,)), "0.50:0.95": mean_over(prec, (0, 2))},
-            "per_class": {int(c): {"0.50": [round(float(v), 6) for v in prec[t, :, k]]}
+            "per_class": {int(c): {"0.50": [round(float(v), 6) for v in prec[t, :, k]],
+                                   "0.50:0.95": mean_over(prec[:, :, k], (0,))}
                           for k, c in enumerate(p.catIds)}}
 
 

@@ -62,7 +62,8 @@ GALLERY_PANELS = 4  # models drawn per gallery image (reference first)
 PER_CLASS_MODELS = 4  # compared models that get their own per-class chart (worst first)
 HEATMAP_FROM = 3  # compared models from which the per-class section starts with a heatmap of them all
 PER_CLASS_BARS = 30  # classes per per-class chart (the table holds them all)
-PR_MODELS = 6  # models drawn in the PR and score plots
+TABLE_MODELS = 5  # compared models with a column in the per-class table beyond 3 models (per_class.csv: all)
+PR_MODELS = 6  # models drawn in the PR, size and score plots: the reference and the worst compared ones
 PR_CLASSES = 4  # worst classes with their own PR curve, per IoU type
 NEUTRAL_PTS = plots.NEUTRAL_PTS
 IOU_ORDER = ("bbox", "segm")
@@ -192,13 +193,17 @@ class _Run:
         self.models = [m for m in self.summary.get("models", []) if isinstance(m, Mapping)]
         self.by_name = {m["name"]: m for m in self.models}
         self.label = {m["name"]: (m.get("label") or m["name"]) for m in self.models}
-        self.color = {m["name"]: i for i, m in enumerate(self.models)}
         self.deltas = [d for d in self.summary.get("deltas", []) or [] if isinstance(d, Mapping)]
         refs = [d.get("reference") for d in self.deltas]
         roles = [m["name"] for m in self.models if m.get("role") == "float"]
         self.reference = refs[0] if refs else (roles[0] if roles else (self.models[0]["name"] if self.models else None))
         present = {t for m in self.models for t in (m.get("metrics") or {})}
         self.iou_types = [t for t in IOU_ORDER if t in present] + sorted(present - set(IOU_ORDER))
+        # colours in plot order: the models drawn together get distinct colours, the same on every plot
+        order = [n for n, _, _ in self._plot_order()] + [m["name"] for m in self.models]
+        self.color = {}
+        for n in order:
+            self.color.setdefault(n, len(self.color))
         cats = (self.summary.get("dataset") or {}).get("categories") or []
         self.cat_names = {str(c["id"]): c.get("name", str(c["id"])) for c in cats if "id" in c}
         self.cat_index = {str(c["id"]): i for i, c in enumerate(cats) if "id" in c}
@@ -217,7 +222,7 @@ class _Run:
             return (v if v is not None else 0.0, i)
         return [d for _, d in sorted(enumerate(self.deltas), key=key)]
 
-    def plot_models(self) -> list[tuple[str, str, int]]:
+    def _plot_order(self) -> list[tuple[str, str, None]]:
         names = [self.reference] if self.reference in self.by_name else []
         for d in self.worst_deltas():
             if d.get("model") in self.by_name and d["model"] not in names:
@@ -225,7 +230,28 @@ class _Run:
         for m in self.models:
             if m["name"] not in names:
                 names.append(m["name"])
-        return [(n, self.label[n], self.color[n]) for n in names[:PR_MODELS]]
+        return [(n, self.label[n], None) for n in names]
+
+    def plot_models(self, limit: int = PR_MODELS) -> list[tuple[str, str, int]]:
+        """(name, label, colour) of the models a plot draws: the reference, then the compared models with the
+        largest headline loss, ``limit`` in all."""
+        return [(n, lab, self.color[n]) for n, lab, _ in self._plot_order()[:limit]]
+
+    def subset_note(self, shown: list[str], what: str = "Drawn") -> str:
+        """Says when a plot or list shows some of the models, which ones and where the rest are."""
+        compared = [d.get("model") for d in self.deltas]
+        n_shown = sum(1 for n in shown if n in compared)
+        if n_shown >= len(compared) and len(shown) >= len(self.models):
+            return ""
+        ref = "the reference and " if self.reference in shown else ""
+        return (f'<p class="subset">{_e(what)}: {ref}the {n_shown} compared models with the largest headline loss, '
+                f"of {len(compared)} compared models; every model is in the Accuracy table.</p>")
+
+    def legend(self, models: list[tuple[str, str, int]]) -> str:
+        """The plot's colour key as HTML (full labels; wraps instead of being cut)."""
+        items = "".join(f'<li><span class="sw" style="background:{plots.model_color(ci)}"></span>{_e(lab)}</li>'
+                        for _, lab, ci in models)
+        return f'<ul class="mlegend">{items}</ul>'
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -337,10 +363,29 @@ def _fmt_value(v, r: Mapping) -> str:
 
 
 def _noise_text(r: Mapping) -> str:
+    """The gate's own wording (stdout, junit.xml, table.md): right for a pass and for a failure."""
     o = r.get("outside_noise")
     if o is None:
         return ""
-    return " (outside the noise)" if o else " (within the noise)"
+    return ", clear of noise" if o else ", within noise"
+
+
+def _class_summary(r: Mapping) -> str:
+    """A max_class_drop result's classes: the failed ones, those past the limit within noise, the too small."""
+    classes = [c for c in r.get("classes") or [] if isinstance(c, Mapping)]
+    if not classes:
+        return ""
+    out = []
+    for status, what in (("failed", "failed"), ("within noise", "past the limit, within noise"),
+                         ("too small", "too small to judge")):
+        these = [c for c in classes if c.get("status") == status]
+        if these:
+            names = ", ".join(f"{c.get('name')} {_num(c.get('drop')) or 0:.2f}" for c in these[:6])
+            more = f" +{len(these) - 6}" if len(these) > 6 else ""
+            out.append(f"{what}: {names}{more}")
+    judged = [c for c in classes if c.get("status") in ("passed", "within noise", "failed")]
+    out.append(f"{len(judged)} of {len(classes)} classes judged")
+    return "<br>".join(_e(x) for x in out)
 
 
 def _gate(run: _Run) -> str:
@@ -349,6 +394,7 @@ def _gate(run: _Run) -> str:
     if not isinstance(gate, Mapping):
         return _section("gate", "Gate checks", f"<pre>{_e(gmd)}</pre>") if gmd else ""
     rows = []
+    level = f"{_num(gate.get('confidence')) * 100:g}% " if _num(gate.get("confidence")) else ""
     for r in gate.get("results", []) or []:
         if not isinstance(r, Mapping):
             continue
@@ -361,20 +407,23 @@ def _gate(run: _Run) -> str:
         ci = r.get("ci")
         ci_txt = (f"[{_fmt_value(ci[0], r)}, {_fmt_value(ci[1], r)}]"
                   if isinstance(ci, (list, tuple)) and len(ci) == 2 else "—")
-        o = r.get("outside_noise")
-        noise = "—" if o is None else ("outside" if o else "within")
-        rows.append(f'<tr class="{cls}"><td class="status">{status}</td><td>{_e(_check_label(r))}</td>'
-                    f'<td>{_e(r.get("model") or "")}</td><td>{_e(r.get("metric") or "")}</td>'
-                    f'<td>{_e(r.get("iou_type") or "")}</td>{_ncell(r.get("value"), _fmt_value(r.get("value"), r))}'
-                    f'{_ncell(r.get("limit"), _fmt_value(r.get("limit"), r))}<td class="num">{_e(ci_txt)}</td>'
-                    f'<td>{noise}</td><td class="reason">{_e(r.get("reason") or "")}</td></tr>')
-    table = ('<table class="data gate"><thead><tr><th>status</th><th>check</th><th>model</th><th>metric</th>'
-             '<th>IoU</th><th>value</th><th>limit</th><th>95% CI (bootstrap)</th><th>noise</th><th>reason</th>'
+        what = " · ".join(x for x in (str(r.get("metric") or ""), str(r.get("iou_type") or "")) if x)
+        value = "—" if _skipped(r) else (f"{_fmt_value(r.get('value'), r)} {_e(r.get('op') or '')} "
+                                         f"{_fmt_value(r.get('limit'), r)}")
+        note = _e(r.get("reason") or "") if _skipped(r) else (_class_summary(r) or _e(r.get("detail") or ""))
+        rows.append(f'<tr class="{cls}"><td class="status">{status}{_e(_noise_text(r))}</td>'
+                    f'<td>{_e(_check_label(r))}<br><span class="muted">{_e(what)}</span></td>'
+                    f'<td>{_e(r.get("model") or "")}</td><td class="num">{_e(value)}</td>'
+                    f'<td class="num">{_e(ci_txt)}</td><td class="reason">{note}</td></tr>')
+    table = ('<table class="data gate"><thead><tr><th>result</th><th>check</th><th>model</th>'
+             f'<th>value vs limit</th><th>{_e(level)}CI (bootstrap)</th><th>note</th>'
              f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
     if gmd:
         table += f"<details><summary>gate output as printed</summary><pre>{_e(gmd)}</pre></details>"
-    note = ("A check fails only when its limit is crossed; <i>outside</i> the noise means the bootstrap CI "
-            "over images lies past the limit too.")
+    note = ("A check passes or fails on its value against the limit (a per-class check on each class's own "
+            "interval); <i>clear of noise</i>: the bootstrap interval over images lies entirely on one side of the "
+            "limit, so another draw of the images would give the same result; <i>within noise</i>: it holds the "
+            "limit.")
     return _section("gate", "Gate checks", table, note)
 
 
@@ -429,6 +478,7 @@ def _per_class(run: _Run) -> str:
 def _heatmap(run: _Run) -> str:
     """Every compared model x the classes that lost most in any of them (worst first)."""
     deltas = run.worst_deltas()
+    prefix, short = _short_names([str(d.get("model")) for d in deltas])
     panels = []
     for t in run.iou_types:
         table: dict[str, dict] = {}
@@ -447,13 +497,26 @@ def _heatmap(run: _Run) -> str:
         cats = sorted(table, key=worst)[:PER_CLASS_BARS]
         values = [[np.nan if table[c].get(j) is None else table[c][j] for j in range(len(deltas))] for c in cats]
         panels.append({"title": f"{IOU_NAMES.get(t, t)}: Δ AP@0.5:0.95", "classes": [names[c] for c in cats],
-                       "models": [str(d.get("model")) for d in deltas], "values": values})
+                       "models": short, "values": values})
     if not panels:
         return ""
     n = max(len(p["classes"]) for p in panels)
-    return (f'<figure><figcaption>All {len(deltas)} compared models (columns, worst headline first) × the '
+    cut = f" (names without their common beginning <code>{_e(prefix)}</code>)" if prefix else ""
+    return (f'<figure><figcaption>All {len(deltas)} compared models (columns, worst headline first{cut}) × the '
             f'{n} classes that lost most in any of them; the worst model\'s own chart follows.</figcaption>'
             f'{_img(plots.per_class_heatmap(panels), "per-class delta AP, all compared models")}</figure>')
+
+
+def _short_names(names: list[str]) -> tuple[str, list[str]]:
+    """(common beginning, the names without it), cut at a '.', '-' or '_' so that a name stays readable."""
+    import os.path
+
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    cut = max(prefix.rfind(ch) for ch in ".-_") + 1 if prefix else 0
+    prefix = prefix[:cut]
+    if not prefix or any(len(n) == len(prefix) for n in names):
+        return "", list(names)
+    return prefix, [n[len(prefix):] for n in names]
 
 
 def _per_class_table(run: _Run, t: str) -> str:
@@ -467,9 +530,16 @@ def _per_class_table(run: _Run, t: str) -> str:
             c[m["name"]] = pc
     if not cats:
         return ""
-    deltas = [d for d in run.deltas if (d.get("metrics", {}).get(t) or {}).get("per_class")]
+    deltas = [d for d in run.worst_deltas() if (d.get("metrics", {}).get(t) or {}).get("per_class")]
     drows = {d["model"]: {str(r.get("category_id")): r for r in d["metrics"][t]["per_class"]} for d in deltas}
     wide = len(models) <= 3
+    note = ""
+    if not wide:  # the reference's AP and the worst compared models' deltas: a table that fits the page
+        shown = deltas[:TABLE_MODELS]
+        note = run.subset_note([run.reference] + [d["model"] for d in shown], "Columns")
+        note = note.replace("every model is in the Accuracy table", "per_class.csv holds every model")
+        models = [m for m in models if m["name"] == run.reference] or models[:1]
+        deltas = shown
     head = ['<th>class</th><th>id</th><th title="ground-truth instances">GT</th>']
     for m in models:
         lab = _e(run.label[m["name"]])
@@ -504,7 +574,7 @@ def _per_class_table(run: _Run, t: str) -> str:
                 cells.append(_dcell(r.get("dAP50")))
             cells.append(_dcell(r.get("dAP50_95")))
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<h3>{_e(IOU_NAMES.get(t, t))}: {len(cats)} classes</h3><div class="scroll">'
+    return (f'<h3>{_e(IOU_NAMES.get(t, t))}: {len(cats)} classes</h3>{note}<div class="scroll">'
             f'<table class="data sortable perclass"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
@@ -522,7 +592,8 @@ def _pr(run: _Run) -> str:
     parts = []
     png = plots.pr_overall(curves, models, run.iou_types)
     if png:
-        parts.append(f'<figure>{_img(png, "precision-recall curves")}</figure>')
+        parts.append(f'<figure>{_img(png, "precision-recall curves")}{run.legend(models)}'
+                     f'{run.subset_note([m[0] for m in models])}</figure>')
     picks = []
     worst = run.worst_deltas()
     for t in run.iou_types:
@@ -532,11 +603,14 @@ def _pr(run: _Run) -> str:
                                      str(r.get("category_id"))))
             for r in rows[:PR_CLASSES]:
                 picks.append((t, str(r.get("category_id")),
-                              f"{IOU_NAMES.get(t, t).lower()}: {r.get('name')} (Δ {_pts(r.get('dAP50_95'))})"))
+                              f"{IOU_NAMES.get(t, t).lower()}: {r.get('name')}",
+                              f"Δ AP@.5:.95 {_pts(r.get('dAP50_95'))} · @.5 {_pts(r.get('dAP50'))}"))
     png = plots.pr_classes(curves, models, picks) if picks else None
     if png:
-        parts.append(f'<figure><figcaption>Worst classes of {_e(run.label.get(worst[0].get("model")))}, IoU 0.50'
-                     f'</figcaption>{_img(png, "precision-recall curves, worst classes")}</figure>')
+        parts.append(f'<figure><figcaption>Worst classes of {_e(run.label.get(worst[0].get("model")))} by '
+                     f'Δ AP@0.5:0.95: solid IoU 0.50, dashed averaged over IoU 0.50:0.95 (the curve each Δ in '
+                     f'a panel title is read from)</figcaption>{_img(png, "precision-recall curves, worst classes")}'
+                     f'{run.legend(models)}</figure>')
     return _section("pr", "Precision-recall", "".join(parts),
                     "COCO's interpolated precision at recall 0:0.01:1 (area all, maxDets 100); solid IoU 0.50, "
                     "dashed averaged over IoU 0.50:0.95.")
@@ -576,8 +650,10 @@ def _scores(run: _Run) -> str:
         return ""
     arrays = [(lab, ci, np.asarray(scores[n], dtype=float).ravel()) for n, lab, ci in models]
     png = plots.score_hist(arrays, plots.CONFIDENT)
+    every = [(run.label[m["name"]], np.asarray(scores[m["name"]], dtype=float).ravel()) for m in run.models
+             if m["name"] in scores]  # the table holds every model
     rows = []
-    for lab, _, s in arrays:
+    for lab, s in every:
         q = np.quantile(s, [0.5, 0.9, 0.99]) if s.size else [None] * 3
         hi = s[s >= plots.CONFIDENT]
         rows.append(f"<tr><td>{_e(lab)}</td>{_ncell(s.size)}{_ncell(hi.size)}"
@@ -586,8 +662,9 @@ def _scores(run: _Run) -> str:
                     + "</tr>")
     table = ('<table class="data"><thead><tr><th>model</th><th>detections</th><th>score ≥ 0.25</th><th>median</th>'
              '<th>p90</th><th>p99</th><th>mean of ≥ 0.25</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
-    return _section("scores", "Score distribution", (f'<figure>{_img(png, "score distributions")}</figure>' if png
-                                                     else "") + table,
+    fig = (f'<figure>{_img(png, "score distributions")}{run.legend(models)}'
+           f'{run.subset_note([m[0] for m in models])}</figure>') if png else ""
+    return _section("scores", "Score distribution", fig + table,
                     "INT8 models often have few distinct scores and a shifted scale: a shift moves every "
                     "operating point (confidence thresholds tuned on the float model).")
 
@@ -624,8 +701,10 @@ def _gallery(run: _Run) -> str:
         f"</span>" for c in sorted(used_cats, key=lambda c: (run.cat_index.get(c, 1 << 30), c)) if c != "None")
     total = len(run.data.get("gallery") or [])
     more = f" (first {len(entries)} of {total})" if total > len(entries) else ""
+    shown = [n for n, _, _ in run.plot_models(GALLERY_PANELS)]
     return _section("gallery", "Images that changed most" + more,
-                    f'<div class="legendrow">{legend}</div><div class="gallery">' + "".join(items) + "</div>",
+                    f'{run.subset_note(shown, "Each image shows")}<div class="legendrow">{legend}</div>'
+                    f'<div class="gallery">' + "".join(items) + "</div>",
                     "Detections with score ≥ 0.25 (boxes and masks, colour = class, label = class and score); "
                     "ground truth dashed white.")
 
@@ -678,11 +757,19 @@ def _timing(run: _Run) -> str:
                     "loop, all models together). A cached model was not run again.")
 
 
-def _kv(d: Mapping, skip: tuple = ()) -> str:
+SETTING_DEFAULTS = {  # what a setting left unset means, shown instead of an empty value
+    "boxes": "auto (read from the outputs)", "limit": "none (every image)",
+    "names": "auto (the model's own, else the dataset's order)", "input_range": "auto (the input's quantization, "
+    "then the model's metadata, else 0,1)", "delegate": "none", "resample": "auto"}
+
+
+def _kv(d: Mapping, skip: tuple = (), defaults: Mapping | None = None) -> str:
     rows = []
     for k, v in d.items():
         if k in skip:
             continue
+        if v is None or v == "":
+            v = (defaults or {}).get(k, "none")
         if isinstance(v, (dict, list)):
             v = json.dumps(v, sort_keys=True, ensure_ascii=False)
         rows.append(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>")
@@ -690,9 +777,10 @@ def _kv(d: Mapping, skip: tuple = ()) -> str:
 
 
 def _provenance(run: _Run) -> str:
+    """Per model a card (a table of seven columns did not fit the page: paths, hashes, contracts)."""
     s = run.summary
     parts = []
-    mrows = []
+    cards = []
     for m in run.models:
         prec = m.get("precision") or {}
         tr = m.get("input_transform") or {}
@@ -700,25 +788,32 @@ def _provenance(run: _Run) -> str:
         cls = m.get("classes") or {}
         dropped = cls.get("model_classes_dropped") or []
         missing = cls.get("dataset_categories_missing") or []
-        mrows.append(
-            f"<tr><td><b>{_e(m['name'])}</b><br>{_e(run.label[m['name']])}<br><span class='muted'>role "
-            f"{_e(m.get('role', ''))} · {_e(m.get('kind', ''))}</span></td>"
-            f"<td><code>{_e(m.get('path', ''))}</code><br><code class='hash'>{_e(m.get('sha256', ''))}</code></td>"
-            f"<td>{_e(m.get('format', ''))} {_e(prec.get('label', ''))}<br><span class='muted'>"
-            f"{_e(prec.get('evidence', ''))}</span></td>"
-            f"<td>{_e(inp.get('shape', ''))} {_e(inp.get('dtype', ''))} {_e(inp.get('layout', ''))}<br>range "
-            f"{_e(tr.get('range', ''))}<br><span class='muted'>{_e(tr.get('source', ''))}</span></td>"
-            f"<td>{_e(m.get('contract', ''))}<br><span class='muted'>boxes {_e(m.get('box_units', ''))}"
-            f"{' · delegate ' + _e(m.get('delegate')) if m.get('delegate') else ''}</span></td>"
-            f"<td>{_e(cls.get('mapped', ''))} mapped by {_e(cls.get('by', ''))}"
-            f"{'<br>dropped: ' + _e(', '.join(map(str, dropped))) if dropped else ''}"
-            f"{'<br>missing: ' + _e(', '.join(map(str, missing))) if missing else ''}"
-            f"<br><span class='muted'>{_e(cls.get('source', ''))}</span></td>"
-            f"{_ncell(m.get('num_predictions'))}</tr>")
-    if mrows:
-        parts.append('<h3>Models</h3><div class="scroll"><table class="data prov"><thead><tr><th>model</th>'
-                     '<th>file, sha256</th><th>precision</th><th>input</th><th>output contract</th><th>classes</th>'
-                     '<th>detections</th></tr></thead><tbody>' + "".join(mrows) + "</tbody></table></div>")
+        rows = [("file", f"<code>{_e(m.get('path', ''))}</code>"),
+                ("sha256", f"<code class='hash'>{_e(m.get('sha256', ''))}</code>"),
+                ("role", _e(f"{m.get('role', '')} · {m.get('kind', '')}")),
+                ("precision", _e(f"{m.get('format', '')} {prec.get('label', '')}")
+                 + (f"<br><span class='muted'>{_e(prec.get('evidence', ''))}</span>" if prec.get("evidence") else "")),
+                ("input", _e(f"{inp.get('shape', '')} {inp.get('dtype', '')} {inp.get('layout', '')}")
+                 + (f"; range {_e(tr.get('range', ''))}<br><span class='muted'>{_e(tr.get('source', ''))}</span>"
+                    if tr else "")),
+                ("output contract", _e(m.get("contract", "")) + (f"<br><span class='muted'>boxes "
+                                                                  f"{_e(m.get('box_units', ''))}</span>"
+                                                                  if m.get("box_units") else "")),
+                ("classes", _e(f"{cls.get('mapped', '')} mapped by {cls.get('by', '')}")
+                 + (f"<br>dropped: {_e(', '.join(map(str, dropped)))}" if dropped else "")
+                 + (f"<br>missing: {_e(', '.join(map(str, missing[:12])))}"
+                    + (f" +{len(missing) - 12}" if len(missing) > 12 else "") if missing else "")
+                 + (f"<br><span class='muted'>{_e(cls.get('source', ''))}</span>" if cls.get("source") else "")),
+                ("detections", _e(m.get("num_predictions", "")))]
+        if m.get("delegate"):
+            rows.append(("delegate", _e(m.get("delegate"))))
+        if m.get("notes"):
+            rows.append(("notes", "<br>".join(_e(n) for n in m["notes"])))
+        body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        cards.append(f'<div class="pcard"><div class="ptitle"><b>{_e(m["name"])}</b> · {_e(run.label[m["name"]])}'
+                     f'</div><table class="kv">{body}</table></div>')
+    if cards:
+        parts.append('<h3>Models</h3><div class="pcards">' + "".join(cards) + "</div>")
     ds = s.get("dataset") or {}
     if ds:
         parts.append("<h3>Dataset</h3>" + _kv(ds, skip=("categories",)))
@@ -728,7 +823,7 @@ def _provenance(run: _Run) -> str:
                          + _e(", ".join(f"{c.get('id')} {c.get('name')}" for c in cats)) + "</p>")
     settings = s.get("settings") or {}
     if settings:
-        parts.append("<h3>Settings</h3>" + _kv(settings, skip=("metric_definitions",)))
+        parts.append("<h3>Settings</h3>" + _kv(settings, skip=("metric_definitions",), defaults=SETTING_DEFAULTS))
         defs = settings.get("metric_definitions") or {}
         if defs:
             parts.append("<h3>Metric definitions</h3><dl class='defs'>" + "".join(
@@ -779,7 +874,12 @@ table.sortable th.desc::after{content:" \\25BC";font-size:10px}
 table.gate tr.bad td{background:#fce8e6}table.gate tr.bad td.status{color:#a50e0e;font-weight:700}
 table.gate tr.ok td.status{color:#137333;font-weight:600}table.gate tr.skip td{color:#80868b}
 td.reason{max-width:340px}
+table.data th,table.data td,table.kv td,code,.hl,.mlegend li,.subset{overflow-wrap:anywhere}
 .scroll{overflow-x:auto}
+ul.mlegend{list-style:none;margin:4px 0 0;padding:0;font-size:12px;display:flex;flex-wrap:wrap;gap:2px 16px}
+.subset{font-size:12px;color:#5f6368;margin:4px 0 0}
+.pcards{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px 16px}
+.pcard{border:1px solid #e3e3e3;border-radius:6px;padding:8px 10px;min-width:0}.ptitle{margin-bottom:4px;font-size:13px}
 figure{margin:8px 0 12px}figcaption{font-size:13px;color:#5f6368;margin-bottom:4px}
 img.plot{max-width:100%;height:auto;display:block}
 .gallery{display:flex;flex-wrap:wrap;gap:4px 28px}.gitem{margin:8px 0 10px}
@@ -796,7 +896,8 @@ table.prov{font-size:12px}table.prov td:first-child{min-width:150px}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 code.hash{font-size:11px;color:#5f6368;word-break:break-all}
 dl.defs{font-size:12px;margin:0}dl.defs dt{font-weight:600}dl.defs dd{margin:0 0 4px 16px;color:#3c4043}
-.versions{font-size:12px}pre{font-size:12px;background:#f8f9fa;padding:8px;overflow-x:auto}
+.versions{font-size:12px}pre{font-size:12px;background:#f8f9fa;padding:8px;white-space:pre-wrap;
+overflow-wrap:anywhere}
 footer{color:#80868b;font-size:12px;text-align:center;margin-top:16px}
 @media print{body{background:#fff;font-size:11px}nav{display:none}main{max-width:none;padding:0}
 section,header.top{box-shadow:none;border:1px solid #dadce0;break-inside:avoid-page}

@@ -136,7 +136,7 @@ def per_class_heatmap(panels: list[dict]) -> bytes:
     cell = 0.36
     axis_w = max(1.2, cell * n_cols)
     width = len(panels) * (label_w + axis_w) + 0.9
-    top_h = 0.25 + 0.062 * max(len(m) for p in panels for m in p["models"])  # rotated model names
+    top_h = 0.3 + 0.066 * max(len(m) for p in panels for m in p["models"])  # vertical model names, 8 pt
     height = top_h + 0.45 + 0.19 * n_rows
     with _figure(width, height) as fig:
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -148,8 +148,7 @@ def per_class_heatmap(panels: list[dict]) -> bytes:
             lim = max(NEUTRAL_PTS * 4, float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0)
             im = ax.imshow(v, cmap="RdYlGn", norm=TwoSlopeNorm(0, -lim, lim), aspect="auto", interpolation="nearest")
             ax.set_yticks(np.arange(len(panel["classes"])), panel["classes"])
-            ax.set_xticks(np.arange(len(panel["models"])), panel["models"], rotation=60, ha="left",
-                          rotation_mode="anchor")
+            ax.set_xticks(np.arange(len(panel["models"])), panel["models"], rotation=90, ha="center")
             ax.xaxis.tick_top()
             ax.grid(False)
             for (i, j), x in np.ndenumerate(v):
@@ -169,13 +168,11 @@ def _bar_name(r: dict) -> str:
 
 def pr_overall(curves: dict, models: list[tuple[str, str, int]], iou_types: list[str]) -> bytes | None:
     """Precision-recall per IoU type (one panel each): every model at IoU 0.50 (solid) and averaged over
-    0.50:0.95 (dashed). ``models``: (name, label, colour index)."""
-    from matplotlib.lines import Line2D
-
+    0.50:0.95 (dashed). ``models``: (name, label, colour index); the colour key is the page's (HTML)."""
     panels = [t for t in iou_types if any(curves.get(m, {}).get(t) for m, _, _ in models)]
     if not panels:
         return None
-    with _figure(4.4 * len(panels) + 0.4, 3.5) as fig:
+    with _figure(4.2 * len(panels) + 0.4, 3.2) as fig:
         axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
         for ax, t in zip(axes, panels, strict=True):
             for name, _, ci in models:
@@ -189,15 +186,10 @@ def pr_overall(curves: dict, models: list[tuple[str, str, int]], iou_types: list
                         ax.plot(r, p, style, color=model_color(ci), linewidth=1.4)
             _unit_axes(ax)
             ax.set_xlabel("recall")
-            ax.set_title(f"{IOU_TITLES.get(t, t)}: all classes", loc="left")
+            ax.set_title(f"{IOU_TITLES.get(t, t)}: all classes (solid IoU 0.50, dashed 0.50:0.95)", loc="left",
+                         fontsize=9)
         axes[0].set_ylabel("precision")
-        handles = [Line2D([], [], color=model_color(ci), linewidth=2) for _, _, ci in models]
-        handles += [Line2D([], [], color="#444", linestyle="-"), Line2D([], [], color="#444", linestyle="--")]
-        labels = [label for _, label, _ in models] + ["IoU 0.50", "IoU 0.50:0.95"]
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False)
-        rows = math.ceil(len(labels) / 4)
-        fig.subplots_adjust(left=0.07 if len(panels) > 1 else 0.12, right=0.98, bottom=0.14, wspace=0.08,
-                            top=1 - (0.1 + 0.065 * rows))
+        fig.tight_layout()
         return _png(fig)
 
 
@@ -208,47 +200,43 @@ def _unit_axes(ax) -> None:
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1], ["0", ".25", ".5", ".75", "1"])
 
 
-def pr_classes(curves: dict, models: list[tuple[str, str, int]], picks: list[tuple[str, str, str]]) -> bytes | None:
-    """Small multiples at IoU 0.50 for the worst classes: ``picks`` = (iou_type, cat_id, title)."""
-    from matplotlib.lines import Line2D
-
+def pr_classes(curves: dict, models: list[tuple[str, str, int]],
+               picks: list[tuple[str, str, str, str]]) -> bytes | None:
+    """Small multiples for the worst classes, IoU 0.50 solid and averaged over 0.50:0.95 dashed:
+    ``picks`` = (iou_type, cat_id, title, subtitle with the deltas)."""
     picks = [p for p in picks if any(_class_curve(curves, m, p[0], p[1]) is not None for m, _, _ in models)]
     if not picks:
         return None
     cols = min(4, len(picks))
     rows = math.ceil(len(picks) / cols)
-    height = 2.1 * rows + 0.55
-    with _figure(2.3 * cols + 0.5, height) as fig:
+    with _figure(2.3 * cols + 0.5, 2.35 * rows + 0.3) as fig:
         axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
         for i, ax in enumerate(axes.flat):
             if i >= len(picks):
                 ax.set_visible(False)
                 continue
-            t, cat, title = picks[i]
+            t, cat, title, sub = picks[i]
             for name, _, ci in models:
-                p = _class_curve(curves, name, t, cat)
-                if p is not None:
-                    r = np.asarray(curves[name][t].get("recall") or np.linspace(0, 1, 101), dtype=float)
-                    ax.plot(r, p, color=model_color(ci), linewidth=1.3)
+                r = np.asarray(curves.get(name, {}).get(t, {}).get("recall") or np.linspace(0, 1, 101), dtype=float)
+                for key, style in (("0.50", "-"), ("0.50:0.95", "--")):
+                    p = _class_curve(curves, name, t, cat, key)
+                    if p is not None and len(p) == len(r):
+                        ax.plot(r, p, style, color=model_color(ci), linewidth=1.2)
             _unit_axes(ax)
-            ax.set_title(title, loc="left", fontsize=9)
+            ax.set_title(f"{title}\n{sub}", loc="left", fontsize=8)
             if i % cols == 0:
                 ax.set_ylabel("precision")
             if i // cols == rows - 1 or i + cols >= len(picks):
                 ax.set_xlabel("recall")
                 ax.xaxis.set_tick_params(labelbottom=True)
-        handles = [Line2D([], [], color=model_color(ci), linewidth=2) for _, _, ci in models]
-        fig.legend(handles, [label for _, label, _ in models], loc="upper center", ncol=min(4, len(models)),
-                   frameon=False)
-        fig.subplots_adjust(left=0.5 / (2.3 * cols + 0.5) + 0.02, right=0.98, bottom=0.45 / height,
-                            top=1 - 0.5 / height, wspace=0.1, hspace=0.32)
+        fig.tight_layout()
         return _png(fig)
 
 
-def _class_curve(curves: dict, model: str, t: str, cat: str) -> np.ndarray | None:
+def _class_curve(curves: dict, model: str, t: str, cat: str, key: str = "0.50") -> np.ndarray | None:
     pc = curves.get(model, {}).get(t, {}).get("per_class", {})
     entry = pc.get(cat, pc.get(int(cat) if str(cat).lstrip("-").isdigit() else cat))
-    return _valid_curve((entry or {}).get("0.50"))
+    return _valid_curve((entry or {}).get(key))
 
 
 def size_deltas(deltas: list[dict], iou_types: list[str], labels: dict[str, str],
@@ -284,14 +272,13 @@ def size_deltas(deltas: list[dict], iou_types: list[str], labels: dict[str, str]
             ax.set_ylim(lo - pad, hi + pad)
             ax.set_ylabel("Δ AP (pts)")
             ax.set_title(IOU_TITLES.get(t, t), loc="left")
-        if len(deltas) > 1:
-            axes[-1].legend(frameon=False, loc="best")
-        fig.tight_layout()
+        fig.tight_layout()  # the colour key is the page's (HTML): a legend here covered the bars
         return _png(fig)
 
 
 def score_hist(scores: list[tuple[str, int, np.ndarray]], threshold: float | None = 0.25) -> bytes | None:
-    """Score distributions overlaid (step histograms, log counts): (label, colour index, scores)."""
+    """Score distributions overlaid (step histograms, log counts): (label, colour index, scores); the colour
+    key is the page's (HTML)."""
     scores = [s for s in scores if s[2].size]
     if not scores:
         return None
@@ -312,7 +299,6 @@ def score_hist(scores: list[tuple[str, int, np.ndarray]], threshold: float | Non
         ax_all.set_title("score histogram (all detections)", loc="left")
         if threshold is not None:
             ax_all.axvline(threshold, color="#444", linestyle=":", linewidth=1)
-        ax_all.legend(frameon=False, loc="upper right")
         ax_hi.set_xscale("log")
         ax_hi.set_xlabel("rank")
         ax_hi.set_ylabel("score")

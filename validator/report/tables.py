@@ -87,6 +87,7 @@ def title(summary: dict) -> str:
 
 def _notes(summary: dict) -> list[str]:
     lines = []
+    has_recall = any(k == "mean_recall" for _, _, k in _columns(summary))
     for d in summary.get("deltas", []):
         heads = d.get("heads_differ")
         if heads:
@@ -98,7 +99,7 @@ def _notes(summary: dict) -> list[str]:
                          f"(a confident detection, score >= {ch['score_threshold']:g}, without a same-class "
                          f"partner at IoU >= {ch['iou_threshold']:g}).")
         box = d["metrics"].get("bbox", {})
-        if box.get("mean_recall_paired_conf") is not None and box.get("mean_recall") is not None:
+        if has_recall and box.get("mean_recall_paired_conf") is not None and box.get("mean_recall") is not None:
             own = box.get("mean_recall_own_conf")
             lines.append(f"Δ Mean Recall is paired: {d['model']} at {d['reference']}'s F1-optimal confidence "
                          f"{box['mean_recall_paired_conf']:.3f} ({_pts(box['mean_recall'])}; each at its own "
