@@ -96,9 +96,10 @@ def head_differences(ref, model, units: tuple[str | None, str | None] = (None, N
     fmt = tuple(f"{c.box_format.value} {u or c.boxes.value}" for c, u in zip((ref, model), units, strict=True))
     if fmt[0] != fmt[1]:
         diffs.append(f"boxes: reference {fmt[0]}, model {fmt[1]} (decoded to the same COCO boxes)")
-    advice = ("compare like with like: export both models with the same head (Ultralytics: end2end=False gives "
-              "a one-to-many ONNX decoded and NMS'd here as the INT8 model is, or validate the INT8 model "
-              "against the float LiteRT export of the same head, format=litert without quantize)"
+    advice = ("compare like with like: export both models with the same head (Ultralytics 8.4: its INT8 LiteRT "
+              "export is always one-to-many; the default ONNX export is one-to-many too, decoded and NMS'd here "
+              "as the INT8 model is, while nms=False gives the end-to-end head; or validate the INT8 model against "
+              "the float LiteRT export of the same head, format=litert without quantize)"
               if diffs[0].startswith("post-processing") else
               "compare like with like: validate models exported from the same head and class list")
     return {"differences": diffs, "reference_contract": ref.describe(), "model_contract": model.describe(),
