@@ -10,6 +10,8 @@ benchmarks/results/. Entries (each module says what its baseline is and why):
   cached re-run. Target: flat in image count.
 * cached-det, cached-seg (pipeline.py): cached re-validation of 5000 images. Target <= 10 s each.
 * nms, masks (micro.py): the two hot paths against hand-written versions on the same inputs.
+* gate-200, gate-5000 (gate.py): a cached gated re-validation (examples/gate.toml, 1000 resamples) vs the
+  same run ungated, and the old per-resample recomputation scaled. Target <= 1.10 at 5000 images.
 
 Usage: python benchmarks/run.py [--only NAME ...] [--images N] [--repeat R] [--coco-images N] [--quick]
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 BENCHMARKS = ("validate-det", "validate-seg", "coco-bbox", "coco-segm", "memory", "cached-det", "cached-seg",
-              "nms", "masks")
+              "nms", "masks", "gate-200", "gate-5000")
 
 
 def _line(name: str, ratio_min: float, ratio_med: float, detail: str) -> str:
@@ -84,6 +86,15 @@ def report(results: dict, only: set[str]) -> bool:
         print(_line("masks / straightforward", m["ratio_min"], m["ratio_median"],
                     f"{m['ours_min_s'] * 1e3:.1f} vs {m['baseline_min_s'] * 1e3:.1f} ms min; {m['case']}; "
                     f"pixel agreement {m['pixel_agreement']:.6%}, {m['masks_identical']}/{m['masks']} identical"))
+    for n in ("200", "5000"):
+        g = results.get(f"gate_{n}") if f"gate-{n}" in only else None
+        if g:
+            b = g["before"]
+            print(_line(f"gated / ungated ({n})", g["ratio_min"], g["ratio_median"],
+                        f"{g['ours_min_s']:.1f} vs {g['baseline_min_s']:.1f} s min: intervals "
+                        f"{g['intervals_min_s']:.1f} s; before: {b['per_resample_s'] * 1e3:.0f} ms per resample "
+                        f"and model = {b['intervals_1000x2_s']:.0f} s for the gate's 1000 x 2; {g['case']}; "
+                        f"target <= {g['target']}"))
     return ok
 
 
@@ -113,6 +124,7 @@ def main() -> int:
         results.pop(stale, None)
 
     from coco_eval import bench_coco
+    from gate import bench_gate
     from memory import bench_memory
     from micro import bench_masks, bench_nms
     from pipeline import bench_cached, bench_validate
@@ -127,6 +139,8 @@ def main() -> int:
         "cached-seg": ("cached_seg", lambda: bench_cached("seg", args.cached_images, args.repeat, args.threads)),
         "nms": ("nms_vs_textbook", lambda: bench_nms(args.micro_repeat)),
         "masks": ("masks_vs_straightforward", lambda: bench_masks(args.micro_repeat)),
+        "gate-200": ("gate_200", lambda: bench_gate("det", 200, args.repeat, args.threads)),
+        "gate-5000": ("gate_5000", lambda: bench_gate("det", args.cached_images, args.repeat, args.threads)),
     }
     todo = [n for n in BENCHMARKS if n in only]
     for i, name in enumerate(todo, 1):
