@@ -134,7 +134,7 @@ def sample_gate(summary: dict, passed: bool = False) -> tuple[dict, str]:
                 results.append({"check": "max_drop", "model": d["model"], "metric": metric, "iou_type": t,
                                 "value": v, "limit": limit, "passed": ok, "skipped": False, "reason": "",
                                 "ci": None if v is None else [round(v - 1.7, 2), round(v + 1.5, 2)],
-                                "outside_noise": None if ok else (v + 1.5 < limit), "unit": "pts"})
+                                "outside_noise": None if ok else (v + 1.5 < limit), "unit": "pts", "op": ">="})
     results.append({"check": "class_drop", "model": None, "metric": "AP50_95", "iou_type": "bbox", "value": None,
                     "limit": -10.0, "passed": True, "skipped": True, "reason": "no class with >= 500 instances",
                     "ci": None, "outside_noise": None, "unit": "pts"})

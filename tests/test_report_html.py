@@ -146,6 +146,10 @@ def test_seg_run_with_gate_and_history_has_every_section(seg_html, seg_data):
     for r in failed:
         assert f"{r['check']} · {r['metric']} ({r['iou_type']}) · {r['model']}" in top
     assert "CI (bootstrap)" in seg_html and seg_html.count('<tr class="bad">') == len(failed)
+    for r in seg_data["gate"]["results"]:  # value vs limit escaped once: "7.17 pts &lt;= 8.50 pts", not "&amp;lt;="
+        if r.get("op") and r.get("value") is not None:
+            assert f" {r['op'].replace('<', '&lt;').replace('>', '&gt;')} " in seg_html
+    assert "&amp;lt;" not in seg_html and "&amp;gt;" not in seg_html
     assert "no class with &gt;= 500 instances" in seg_html  # a skipped check says why
     # plots: per-class, PR overall + worst classes, sizes, scores, timing, history; gallery with masks
     section = {sid: seg_html[seg_html.index(f'id="{sid}"'):] for sid in ALL_SECTIONS}

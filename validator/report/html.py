@@ -408,7 +408,7 @@ def _gate(run: _Run) -> str:
         ci_txt = (f"[{_fmt_value(ci[0], r)}, {_fmt_value(ci[1], r)}]"
                   if isinstance(ci, (list, tuple)) and len(ci) == 2 else "—")
         what = " · ".join(x for x in (str(r.get("metric") or ""), str(r.get("iou_type") or "")) if x)
-        value = "—" if _skipped(r) else (f"{_fmt_value(r.get('value'), r)} {_e(r.get('op') or '')} "
+        value = "—" if _skipped(r) else (f"{_fmt_value(r.get('value'), r)} {r.get('op') or ''} "
                                          f"{_fmt_value(r.get('limit'), r)}")
         note = _e(r.get("reason") or "") if _skipped(r) else (_class_summary(r) or _e(r.get("detail") or ""))
         rows.append(f'<tr class="{cls}"><td class="status">{status}{_e(_noise_text(r))}</td>'
