@@ -36,6 +36,10 @@ def _chromium(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (unit, parity vs pycocotools, end-to-end CLI, bad input, the report in Chromium)."""
     session.install("-e", ".[dev]")
+    # tidecv, only to check validator/diagnose/error_types.py equal to it: without its plotting extras'
+    # opencv-python (opencv-python-headless of [dev] gives cv2)
+    session.install("--no-deps", "tidecv==1.0.1")
+    session.install("appdirs", "seaborn", "pandas")
     _chromium(session)
     # pytest's exit code 5 ("no tests collected") is a failure here, as any non-zero code is.
     session.run("pytest", *session.posargs)

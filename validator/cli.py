@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "newest passing run of --history: the nightly step) or pinned (the run accepted with "
                         "`validate history accept RUN`); checks with against = \"pinned\" always use the pin")
     g.add_argument("--history", type=Path, help="append this run to a SQLite history (see: validate history)")
+    x = p.add_argument_group("diagnosis (why an INT8 model lost accuracy)")
+    x.add_argument("--diagnose", action="store_true",
+                   help="error types (TIDE), per-output error by role, output-scale lint, op audit, class collapse, "
+                        "calibration overlap, layer-wise error and layer sensitivity; diagnostics.json and a report "
+                        "section")
+    x.add_argument("--diagnose-images", type=int, default=8, metavar="N",
+                   help="images for the per-output and layer-wise errors (default 8)")
+    x.add_argument("--diagnose-layers", type=int, default=10, metavar="N",
+                   help="worst layers tried one by one in higher precision (default 10; 0: no sensitivity)")
+    x.add_argument("--diagnose-split", type=int, default=50, metavar="N",
+                   help="images layer sensitivity is scored on: the last N evaluated (default 50)")
+    x.add_argument("--keep-precision", choices=["float", "int16"], default="float",
+                   help="what a sensitive layer is kept in when measuring its sensitivity (default float)")
+    x.add_argument("--float-tflite", type=Path,
+                   help="float TFLite parent of the INT8 TFLite models, for layer-wise error when they have no "
+                        "quantizer manifest")
     r = p.add_argument_group("execution")
     r.add_argument("--workers", type=int, default=2, help="image-decoding threads running ahead (default 2)")
     r.add_argument("--threads", type=int,
@@ -191,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one model or results file: --float, --int8, --model, --manifest or --predictions")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
+    if args.diagnose_images < 1 or args.diagnose_layers < 0 or args.diagnose_split < 1:
+        parser.error("need --diagnose-images >= 1, --diagnose-layers >= 0, --diagnose-split >= 1")
+    if args.float_tflite is not None and not args.float_tflite.is_file():
+        print(f"validate: error: {args.float_tflite}: --float-tflite model not found", file=sys.stderr)
+        return 2
     if not 0 <= args.conf < 1 or not 0 < args.iou <= 1 or args.max_det < 1:
         parser.error("need 0 <= --conf < 1, 0 < --iou <= 1, --max-det >= 1")
     reserved = None
@@ -220,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome = validate(specs, args.data, args.images, out, settings, predictions=preds, workers=args.workers,
                            threads=args.threads, use_cache=not args.no_cache, cache_dir=args.cache_dir,
                            skip_missing=args.skip_missing, quiet=args.quiet,
-                           gating=GateOptions(args.gate, args.baseline, args.history))
+                           gating=GateOptions(args.gate, args.baseline, args.history),
+                           diagnosis=_diagnosis(args))
     except InputError as e:
         _release(reserved)
         print(f"validate: error: {e}", file=sys.stderr)
@@ -245,12 +267,26 @@ def main(argv: list[str] | None = None) -> int:
     extra = f", {ds['missing_images']} missing images skipped" if ds["missing_images"] else ""
     try:  # the table holds the gate's verdict line (and each failed check) when gated
         sys.stdout.write(outcome.table_md)
+        if outcome.diagnostics is not None:
+            from validator.diagnose.run import text
+
+            sys.stdout.write(text(outcome.diagnostics))
         print(f"\n{ds['images']} images{extra}; metric: {outcome.summary['metric']}. Outputs in {out}/", flush=True)
     except BrokenPipeError:  # `validate ... | head`: the results are written; the exit code stands
         stdout_closed()
     if outcome.failures:
         return _stage_failures(outcome.failures, argv, out)
     return outcome.exit_code
+
+
+def _diagnosis(args):
+    if not args.diagnose:
+        return None
+    from validator.diagnose.run import DiagnoseOptions
+
+    return DiagnoseOptions(images=args.diagnose_images, layers=args.diagnose_layers, split=args.diagnose_split,
+                           precision=args.keep_precision, float_tflite=args.float_tflite,
+                           sensitivity=args.diagnose_layers > 0)
 
 
 def _stage_failures(failures, argv: list[str], out: Path) -> int:

@@ -163,6 +163,7 @@ class Outcome:
     out_dir: Path
     verdict: object | None = None  # validator.gate.checks.Verdict of a gated run
     failures: tuple[StageFailure, ...] = ()  # internal errors after the results landed (the report): exit 3
+    diagnostics: dict | None = None  # validate --diagnose (diagnostics.json)
 
     @property
     def exit_code(self) -> int:
@@ -179,7 +180,7 @@ def _cache_inputs(src: Source, settings: Settings) -> dict:
 def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: Path, settings: Settings, *,
              predictions: list[PredictionsSpec] = (), workers: int = 1, threads: int | None = None,
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
-             quiet: bool = False, gating: GateOptions | None = None) -> Outcome:
+             quiet: bool = False, gating: GateOptions | None = None, diagnosis=None) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
     from validator.compare import changed_images, head_differences, metric_deltas
     from validator.inference import run_models
@@ -296,11 +297,21 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         # The report only presents what is already written: a failure in it costs the page (or one of its
         # sections), never the results; the run then exits 3 naming the stage (StageFailure).
         failures: list[StageFailure] = []
+        diagnostics = None
+        if diagnosis is not None:  # validate --diagnose: a failure costs the diagnosis, never the results
+            from validator.diagnose.run import diagnose, to_json
+
+            try:
+                diagnostics = diagnose(sources, ds, settings, summary, diagnosis, quiet=quiet)
+                out.write("diagnostics.json", to_json(diagnostics))
+            except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land
+                failures.append(StageFailure.capture("diagnose", e))
         try:
             with Progress(len(SECTIONS) + 1, "validate: report", "sections", quiet=quiet) as p:
                 data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
                                    gate_markdown=nightly.markdown(verdict),
                                    history=nightly.history_view(plan, summary, verdict))
+                data["diagnostics"] = diagnostics
                 p.update()
                 out.write("report.html", render_report(data, failures, done=p.update))
         except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land
@@ -311,7 +322,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
             w.abort()
         out.abort()
     nightly.record(plan, summary, summary_text, verdict, table_md)
-    return Outcome(summary, timing, table_md, final, verdict, tuple(failures))
+    return Outcome(summary, timing, table_md, final, verdict, tuple(failures), diagnostics)
 
 
 _COMMON_DEFINITIONS = {

@@ -123,6 +123,7 @@ class Source:
     dropped_detections: int = 0  # detections of model classes the dataset lacks
     cached: bool = False
     notes: list[str] = field(default_factory=list)
+    manifest: dict | None = None  # the quantizer variant's manifest entry (validate --manifest)
 
     def describe(self) -> dict:
         """The source's entry in summary.json (without metrics)."""
@@ -210,6 +211,7 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
     if "matches no convention" in transform.source:
         src.notes.append(f"input range: {transform.source}; give --input-range if the model expects another")
     manifest = spec.manifest or {}
+    src.manifest = spec.manifest
     if manifest.get("index_incomplete"):
         src.notes.append(manifest["index_incomplete"])
     src.notes += [f"quantize warned: {w}" for w in manifest.get("warnings", [])]

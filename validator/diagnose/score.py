@@ -1,0 +1,57 @@
+"""The detection metric of a model made in memory, on a small split: what layer sensitivity is judged by.
+
+The same path as ``validate`` (sources, inference schedule, decoding, COCO evaluation), without the output
+folder or the cache: a candidate model lives for one score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from validator.data.coco import Dataset
+
+
+def subset(ds: Dataset, image_ids) -> Dataset:
+    """The dataset restricted to ``image_ids`` (kept in the dataset's order)."""
+    keep = set(image_ids)
+    images = tuple(r for r in ds.images if r.id in keep)
+    gt = {**ds.gt, "images": [im for im in ds.gt["images"] if im["id"] in keep],
+          "annotations": [a for a in ds.gt["annotations"] if a["image_id"] in keep]}
+    return dataclasses.replace(ds, images=images, gt=gt)
+
+
+class Scorer:
+    """``scorer(model_bytes) -> mAP@0.5:0.95 (boxes, in points)`` on ``ds`` under ``settings``."""
+
+    def __init__(self, ds: Dataset, settings, suffix: str = ".tflite", metric: str = "mAP50_95"):
+        self.ds, self.settings, self.suffix, self.metric = ds, settings, suffix, metric
+        self.dir = Path(tempfile.mkdtemp(prefix="qharness-score-"))
+        self.calls = 0
+
+    def __call__(self, model: bytes) -> float:
+        from validator.inference import run_models
+        from validator.predictions import PredictionWriter
+        from validator.run import _evaluate
+        from validator.sources import ModelSpec, open_sources
+
+        self.calls += 1
+        path = self.dir / f"candidate{self.calls}{self.suffix}"
+        path.write_bytes(model)
+        try:
+            (src,) = open_sources([ModelSpec(path, "int8")], [], self.ds, self.settings, None, None)
+            src.predictions_path = self.dir / f"candidate{self.calls}.json"
+            w = PredictionWriter(src.predictions_path)
+            run_models([src], self.ds, self.settings, 1, {src.name: w}, quiet=True)
+            w.close()
+            res = _evaluate(src, self.ds, self.settings)["bbox"]
+            return round(float(res.stats[self.metric]) * 100, 4)
+        finally:
+            for p in (path, self.dir / f"candidate{self.calls}.json"):
+                p.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for p in self.dir.iterdir():
+            p.unlink(missing_ok=True)
+        self.dir.rmdir()
