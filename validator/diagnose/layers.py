@@ -158,18 +158,9 @@ def rebuild(parent: bytes, model: bytes, recipe: list[dict], extra_rules: Sequen
     ai-edge-quantizer), every tensor at the range it has in ``model``."""
     from quantizer.emit_tflite import qsv_template, quantize_static, strip_appended
 
-    rules = list(recipe) + list(extra_rules)
-    data = strip_appended(parent)
-    template = qsv_template(data, list(recipe))
-    ranges = ranges_of(model, template)
-    if extra_rules:  # tensors the new rules need ranges for, if any, come from the base template's
-        template = qsv_template(data, rules)
-        missing = [k for k in template if k not in ranges]
-        base = qsv_template(data, list(recipe))
-        for k in missing:
-            if k in base:
-                ranges[k] = (float(np.min(base[k]["min"])), float(np.max(base[k]["max"])))
-    return quantize_static(parent, ranges, rules, input_range)
+    ranges = ranges_of(model, qsv_template(strip_appended(parent), list(recipe)))
+    # a tensor the new rules need and the INT8 model has no range for is quantize_static's ValueError
+    return quantize_static(parent, ranges, list(recipe) + list(extra_rules), input_range)
 
 
 def layer_sensitivity(parent: bytes, model: bytes, recipe: list[dict], candidates: Sequence[dict],

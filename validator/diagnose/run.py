@@ -54,8 +54,7 @@ def _tide_delta(ref: dict, got: dict) -> dict:
     return out
 
 
-def _collapse(ref_row: dict, row: dict, ref_compact: dict | None, compact: dict | None,
-              class_map) -> list[dict]:
+def _collapse(ref_row: dict, row: dict, ref_compact: dict | None, compact: dict | None) -> list[dict]:
     out = []
     for t, m in row["metrics"].items():
         ref_pc = ref_row["metrics"].get(t, {}).get("per_class", {})
@@ -164,7 +163,7 @@ def diagnose(sources, ds, settings, summary: dict, opts: DiagnoseOptions, *, qui
             entry["error_types"] = {t: {"reference": ref_tide[t], "model": tide[t],
                                         "delta": _tide_delta(ref_tide[t], tide[t])} for t in kinds}
             p.update()
-            entry["collapse"] = _collapse(rows[ref.name], rows[s.name], ref.compact, s.compact, s.class_map)
+            entry["collapse"] = _collapse(rows[ref.name], rows[s.name], ref.compact, s.compact)
             p.update()
             if s.kind != "model":
                 entry["skipped"] = "a results file: no model to look into"
