@@ -64,7 +64,7 @@ def demo(session: nox.Session) -> None:
     if not (DEMO_DATA / "annotations.json").exists():
         session.run("python", "-m", "validator.datasets", "shapes", "--out", data, "--images", "200", "--seed", "3")
     for stem in ("shapes-det", "shapes-seg"):
-        gate = ["--gate", "examples/gate.toml"] if stem == "shapes-det" else []
+        gate = ["--gate", "examples/gate.toml", "--diagnose"] if stem == "shapes-det" else []
         session.run("validate", "--float", f"{models}/{stem}.onnx", "--int8", f"{models}/{stem}.int8.tflite",
                     "--data", data, "--out", f"reports/demo-{stem}", *gate, *session.posargs)
         assert f"reports/demo-{stem}" in DEMO_REPORTS
@@ -79,7 +79,8 @@ def demo(session: nox.Session) -> None:
                 "--strategy", "minmax,percentile:99.99,mse", "--outputs", "split,monolithic", "--out", variants,
                 "--force")  # the demo's own variants of its last run are replaced
     session.run("validate", "--float", f"{models}/shapes-det.onnx", "--int8", f"{models}/shapes-det.int8.tflite",
-                "--manifest", f"{variants}/variants.json", "--data", data, "--out", DEMO_REPORTS[2], *session.posargs)
+                "--manifest", f"{variants}/variants.json", "--data", data, "--out", DEMO_REPORTS[2],
+                "--diagnose", "--diagnose-layers", "2", *session.posargs)  # why each variant lost, 2 layers tried
 
 
 @nox.session

@@ -82,6 +82,37 @@ def real_run(tmp_path_factory, kind: str, data_dir: Path, single: bool = False) 
     return _RUNS[key]
 
 
+def diagnosed_run(tmp_path_factory, data_dir: Path) -> tuple[Path, Path]:
+    """(output folder, variants folder) of ``validate --diagnose`` on the det fixture and two quantizer
+    variants made here (split and monolithic, min-max, 8 calibration images of seed 11): the monolithic one
+    is the known bad control (pixel boxes and [0,1] scores under one int8 scale). Once per session."""
+    import subprocess
+    import sys
+
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    key = ("diagnosed", str(data_dir), False)
+    if key not in _RUNS:
+        root = tmp_path_factory.mktemp("diag-run")
+        generate(root / "calib", ShapesConfig(images=10, seed=11))
+        r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--model", str(MODELS / "shapes-det.onnx"),
+                            "--calib", str(root / "calib"), "--samples", "8", "--strategy", "minmax",
+                            "--outputs", "split,monolithic", "--out", str(root / "v"), "--quiet"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        from validator.cli import main
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(["--float", str(MODELS / "shapes-det.onnx"), "--manifest", str(root / "v" / "variants.json"),
+                         "--data", str(data_dir), "--out", str(root / "out"), "--no-cache", "--diagnose", "--quiet",
+                         "--diagnose-images", "4", "--diagnose-layers", "3", "--diagnose-split", "12"])
+        assert code == 0, f"validate exited {code}"
+        (root / "stdout.txt").write_text(printed.getvalue())
+        _RUNS[key] = (root / "out", root / "v")
+    return _RUNS[key]
+
+
 def load_run(out: Path, data_dir: Path, gallery_n: int = GALLERY_N, gate: dict | None = None,
              history: dict | None = None, gate_markdown: str | None = None) -> dict:
     """The ``data`` dict of :func:`validator.report.html.render_report` for a ``validate`` output folder."""
@@ -119,7 +150,9 @@ def load_run(out: Path, data_dir: Path, gallery_n: int = GALLERY_N, gate: dict |
         })
     return {"summary": summary, "timing": json.loads((out / "timing.json").read_text()),
             "table_md": (out / "table.md").read_text(), "curves": curves, "scores": scores, "gallery": gallery,
-            "gate": gate, "gate_markdown": gate_markdown, "history": history}
+            "gate": gate, "gate_markdown": gate_markdown, "history": history,
+            "diagnostics": (json.loads((out / "diagnostics.json").read_text())
+                            if (out / "diagnostics.json").exists() else None)}
 
 
 # ------------------------------------------------------------------------------------------ gate, history

@@ -274,7 +274,7 @@ LONG_NAMES = ["shapes-det"] + [f"shapes-det.{lay}.{s}.n64.channel.int8" for lay 
 
 
 @pytest.fixture(scope="module")
-def reports(report, tmp_path_factory):
+def reports(report, tmp_path_factory, shapes_small):
     """The 2-model seg report and a 10-model report (9 quantizer variants with their long names, a gate and
     a history): the pages must hold every model at 1400 and 1000 px without text cut or cards overflowing."""
     out = tmp_path_factory.mktemp("report-10")
@@ -283,7 +283,10 @@ def reports(report, tmp_path_factory):
     data["history"] = rd.sample_history()
     path = out / "report.html"
     path.write_text(render_report(data), encoding="utf-8")
-    return {"2": report, "10": path}
+    diag_out, _ = rd.diagnosed_run(tmp_path_factory, shapes_small)  # the Diagnosis section, every part of it
+    diag = out / "report-diagnosed.html"
+    diag.write_text(render_report(rd.load_run(diag_out, shapes_small)), encoding="utf-8")
+    return {"2": report, "10": path, "diagnosed": diag}
 
 
 def _layout(path: Path, width: int, tmp_path: Path) -> dict:
@@ -305,7 +308,7 @@ def _layout(path: Path, width: int, tmp_path: Path) -> dict:
 
 
 @pytest.mark.parametrize("width", [1400, 1000])
-@pytest.mark.parametrize("which", ["2", "10"])
+@pytest.mark.parametrize("which", ["2", "10", "diagnosed"])
 def test_no_card_overflows_and_no_text_is_cut(reports, which, width, tmp_path):
     r = _layout(reports[which], width, tmp_path)
     assert not r["overflow"], r["overflow"]

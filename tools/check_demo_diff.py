@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-TIMING_PREFIXES = ('<section id="timing">',)  # report.html: the whole timing section is one line
+TIMING_PREFIXES = ('<section id="timing">', '<section id="cost">')  # report.html: each host-timed section is one line
 
 
 def _timing_line(path: str, line: str) -> bool:

@@ -310,7 +310,7 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
             with Progress(len(SECTIONS) + 1, "validate: report", "sections", quiet=quiet) as p:
                 data = report_data(summary, timing, table_md, results, sources, ds, verdict=verdict,
                                    gate_markdown=nightly.markdown(verdict),
-                                   history=nightly.history_view(plan, summary, verdict))
+                                   history=nightly.history_view(plan, summary, verdict), diagnostics=diagnostics)
                 p.update()
                 out.write("report.html", render_report(data, failures, done=p.update))
         except Exception as e:  # noqa: BLE001  one line and exit 3 in the CLI, after the results land

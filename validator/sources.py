@@ -26,6 +26,7 @@ from validator.data.preprocess import choose_transform
 from validator.decode.contract import Contract, ContractError, identify
 from validator.errors import InputError
 from validator.hashing import sha256_file
+from validator.overlap import calibration_overlap
 from validator.runners import DelegateSpec, Runner, open_runner
 from validator.tensors import InputTransform
 
@@ -64,23 +65,6 @@ def read_manifest(path: Path) -> list[ModelSpec]:
             f"{p.name} is from an interrupted quantize run: {len(specs)} of {doc.get('planned', '?')} planned "
             "variants were finished")})
     return specs
-
-
-def calibration_overlap(manifest: dict, ds: Dataset) -> tuple[int, int] | None:
-    """(overlapping, calibration images) when a variant was calibrated on images this run evaluates: the
-    calibration source is this dataset (its folder, image folder or annotation file) and file names meet."""
-    cal = (manifest or {}).get("calibration") or {}
-    src, names = cal.get("source"), cal.get("images") or []
-    if not src or not names:
-        return None
-    src = Path(src).resolve()
-    mine = {ds.images_dir.resolve(), ds.images_dir.resolve().parent, ds.annotations_path.resolve(),
-            ds.annotations_path.resolve().parent}
-    if src not in mine:
-        return None
-    evaluated = {r.file_name for r in ds.images} | {Path(r.file_name).name for r in ds.images}
-    n = sum(1 for x in names if x in evaluated or Path(x).name in evaluated)
-    return (n, len(names)) if n else None
 
 
 @dataclass(frozen=True)
@@ -216,9 +200,10 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
         src.notes.append(manifest["index_incomplete"])
     src.notes += [f"quantize warned: {w}" for w in manifest.get("warnings", [])]
     overlap = calibration_overlap(spec.manifest, ds) if spec.manifest else None
-    if overlap:
-        src.notes.append(f"calibrated on {overlap[0]} of the images evaluated here ({overlap[1]} calibration "
-                         "images): its numbers are optimistic")
+    if overlap and overlap["evaluated"]:
+        src.notes.append(f"calibrated on {overlap['evaluated']} of the images evaluated here (of its "
+                         f"{overlap['calibration_images']} calibration images, by {overlap['by']}): its numbers are "
+                         "optimistic")
     return src
 
 

@@ -68,45 +68,60 @@ def _quant(t: dict) -> Quant | None:
     return Quant(_dtype(t), float(scales[0]), int(qp["zero_points"][0]))
 
 
-def op_audit(path: Path) -> dict:
-    """{ops, int8, int16, float, float_ops: {type: n}, float_op_names: [...], int16_ops: {type: n},
-    internal_quantize, internal_dequantize, fully_integer}: of a TFLite model, or an ONNX one (QDQ)."""
-    if Path(path).suffix.lower() == ".onnx":
-        return _onnx_audit(Path(path))
+def op_precisions(path: Path) -> list[dict]:
+    """Every op of a TFLite model in execution order: ``{index, op, precision, tensor}`` with precision
+    ``int8`` (integer kernels), ``int16`` (16-bit activations, int8 weights: 16x8), ``float`` (runs in float:
+    on an NPU, on the CPU) or ``quantize`` / ``dequantize`` (``internal`` when inside the graph, not at its
+    edges or on constants). What a manifest lists and :func:`op_audit` counts."""
     _, tensors, ops, inputs, outputs = _tflite_graph(path)
     produced = {int(o) for op in ops for o in op["outputs"]}
 
     def const(i: int) -> bool:
         return i >= 0 and i not in produced and i not in inputs
 
+    rows = []
+    for k, op in enumerate(ops):
+        kind = op["op_name"]
+        ins = [int(i) for i in op["inputs"] if int(i) >= 0]
+        outs = [int(o) for o in op["outputs"]]
+        row = {"index": k, "op": kind, "tensor": tensors[outs[0]]["name"] if outs else None}
+        if kind == "QUANTIZE":
+            internal = any(_dtype(tensors[i]) == "float32" and i not in inputs for i in ins)
+            row["precision"] = "quantize" + (" (internal)" if internal else "")
+        elif kind == "DEQUANTIZE":
+            internal = not all(const(i) for i in ins) and not all(o in outputs for o in outs)
+            row["precision"] = "dequantize" + (" (internal)" if internal else "")
+        else:
+            dtypes = {_dtype(tensors[i]) for i in ins if not const(i)} | {_dtype(tensors[o]) for o in outs}
+            row["precision"] = ("float" if "float32" in dtypes or "float16" in dtypes
+                                else "int16" if "int16" in dtypes else "int8")
+        rows.append(row)
+    return rows
+
+
+def op_audit(path: Path) -> dict:
+    """{ops, int8, int16, float, float_ops: {type: n}, float_op_names: [...], int16_ops: {type: n},
+    internal_quantize, internal_dequantize, fully_integer}: of a TFLite model, or an ONNX one (QDQ)."""
+    if Path(path).suffix.lower() == ".onnx":
+        return _onnx_audit(Path(path))
     counts = {"int8": 0, "int16": 0, "float": 0}
     float_ops: dict[str, int] = {}
     int16_ops: dict[str, int] = {}
     names: list[str] = []
     internal_q = internal_dq = 0
-    for op in ops:
-        kind = op["op_name"]
-        ins = [int(i) for i in op["inputs"] if int(i) >= 0]
-        outs = [int(o) for o in op["outputs"]]
-        if kind == "QUANTIZE":
-            if any(_dtype(tensors[i]) == "float32" and i not in inputs for i in ins):
-                internal_q += 1
+    for row in op_precisions(path):
+        kind, prec = row["op"], row["precision"]
+        if prec.startswith("quantize") or prec.startswith("dequantize"):
+            internal_q += prec == "quantize (internal)"
+            internal_dq += prec == "dequantize (internal)"
             continue
-        if kind == "DEQUANTIZE":
-            if not all(const(i) for i in ins) and not all(o in outputs for o in outs):
-                internal_dq += 1
-            continue
-        dtypes = {_dtype(tensors[i]) for i in ins if not const(i)} | {_dtype(tensors[o]) for o in outs}
-        if "float32" in dtypes or "float16" in dtypes:
-            counts["float"] += 1
+        counts[prec] += 1
+        if prec == "float":
             float_ops[kind] = float_ops.get(kind, 0) + 1
             if len(names) < 40:
-                names.append(f"{kind} {tensors[outs[0]]['name']}" if outs else kind)
-        elif "int16" in dtypes:
-            counts["int16"] += 1
+                names.append(f"{kind} {row['tensor']}" if row["tensor"] else kind)
+        elif prec == "int16":
             int16_ops[kind] = int16_ops.get(kind, 0) + 1
-        else:
-            counts["int8"] += 1
     return {"format": "tflite", "ops": sum(counts.values()), **counts, "float_ops": float_ops,
             "float_op_names": names, "int16_ops": int16_ops, "internal_quantize": internal_q,
             "internal_dequantize": internal_dq,
@@ -192,6 +207,10 @@ def _onnx_output_quant(path: Path) -> dict[str, Quant | None]:
     return out
 
 
+def _levels(n: int | None, what: str = "") -> str:
+    return f"{n} {what}level{'' if n == 1 else 's'}"
+
+
 def scale_lint(src, box_range_px: tuple[float, float] | None) -> dict:
     """For each output of ``src`` (a Source): its scale, zero point, the roles it holds, the score levels in
     [0, 1] and the box step in pixels; ``findings`` are the lines worth saying (``level`` warn / info)."""
@@ -213,7 +232,7 @@ def scale_lint(src, box_range_px: tuple[float, float] | None) -> dict:
                 row["score_levels"] = q.levels_in(0.0, 1.0)
                 if row["score_levels"] < MIN_SCORE_LEVELS:
                     findings.append({"level": "warn", "output": name, "text": (
-                        f"{src.name}: output {name} gives class scores {row['score_levels']} levels in [0, 1] "
+                        f"{src.name}: output {name} gives class scores {_levels(row['score_levels'])} in [0, 1] "
                         f"(< {MIN_SCORE_LEVELS}; scale {q.scale:.4g}, zero point {q.zero_point})"
                         + (": boxes and scores share one int8 scale" if "boxes" in held else ""))})
             if "boxes" in held:
@@ -229,6 +248,6 @@ def scale_lint(src, box_range_px: tuple[float, float] | None) -> dict:
                 levels = row.get("score_levels")
                 findings.append({"level": "info", "output": name, "text": (
                     f"{src.name}: output {name} holds boxes and scores under one scale ({q.scale:.4g}): "
-                    f"{levels} score levels, box step {row['box_step_px']:g} px")})
+                    f"{_levels(levels, 'score ')}, box step {row['box_step_px']:g} px")})
         rows.append(row)
     return {"outputs": rows, "findings": findings}

@@ -9,7 +9,6 @@ same dict.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from validator.diagnose import error_types, graph, layers, outputs
+from validator.overlap import calibration_overlap
 from validator.progress import Progress
 
 FORMAT = "qharness-diagnostics"
@@ -73,36 +73,6 @@ def _collapse(ref_row: dict, row: dict, ref_compact: dict | None, compact: dict 
                             "ap": _r(v), "kind": "collapsed to ~0" if v < COLLAPSE_ZERO else "lost more than half",
                             "score_histogram": hist, "bins": 20})
     return out
-
-
-def _sha(p: Path) -> str | None:
-    try:
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def _overlap(manifest: dict | None, ds) -> dict | None:
-    """Calibration images (from the manifest) that are also evaluated here: by file name and by content."""
-    cal = (manifest or {}).get("calibration") or {}
-    names, source = cal.get("images") or [], cal.get("source")
-    if not names:
-        return None
-    root = Path(source) if source else None
-    cal_hashes = set()
-    if root is not None:
-        folder = root / "images" if (root / "images").is_dir() else root
-        for n in names:
-            h = _sha(folder / n)
-            if h:
-                cal_hashes.add(h)
-    eval_names = {r.file_name for r in ds.images} | {Path(r.file_name).name for r in ds.images}
-    by_name = sum(1 for n in names if n in eval_names or Path(n).name in eval_names)
-    by_content = sum(1 for r in ds.images if _sha(r.path) in cal_hashes) if cal_hashes else None
-    # the same file name in two folders is not the same image: content decides when the images can be read
-    evaluated, by = (by_content, "content (sha256)") if by_content is not None else (by_name, "file name")
-    return {"calibration_images": len(names), "hashed": len(cal_hashes), "evaluated_by_name": by_name,
-            "evaluated_by_content": by_content, "evaluated": evaluated, "by": by}
 
 
 def _parent(src, opts: DiagnoseOptions) -> Path | None:
@@ -185,7 +155,7 @@ def diagnose(sources, ds, settings, summary: dict, opts: DiagnoseOptions, *, qui
             entry["scale_lint"] = graph.scale_lint(s, box_range) if s.role != "float" else None
             entry["op_audit"] = graph.op_audit(s.path)
             p.update()
-            entry["calibration_overlap"] = _overlap(s.manifest, ds)
+            entry["calibration_overlap"] = calibration_overlap(s.manifest, ds)
             p.update()
             _layers(entry, s, ds, settings, opts, canv if ref_arrays is not None else None, p)
             doc["models"].append(entry)

@@ -33,7 +33,8 @@ def _gallery_ids(summary: dict, sources) -> list[int]:
 
 
 def report_data(summary: dict, timing: dict, table_md: str, results: dict, sources, ds, *, verdict=None,
-                gate_markdown: str | None = None, history: dict | None = None) -> dict:
+                gate_markdown: str | None = None, history: dict | None = None,
+                diagnostics: dict | None = None) -> dict:
     """The ``data`` of :func:`validator.report.html.render_report` for this run."""
     from validator.predictions import read_rows
 
@@ -66,4 +67,5 @@ def report_data(summary: dict, timing: dict, table_md: str, results: dict, sourc
                         "models": {name: got.get(iid, []) for name, got in per_model.items()}})
     return {"summary": summary, "timing": timing, "table_md": table_md, "curves": curves, "scores": scores,
             "gallery": gallery, "gate": verdict.to_dict() if verdict is not None else None,
-            "gate_markdown": gate_markdown, "history": history}
+            "gate_markdown": gate_markdown, "history": history, "diagnostics": diagnostics,
+            "sizes": {s.name: Path(s.path).stat().st_size for s in sources if s.kind == "model"}}

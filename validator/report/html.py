@@ -39,8 +39,15 @@ The ``data`` contract (everything except ``summary`` may be missing or None):
     the gate's markdown as printed (shown folded under the gate table; shown alone when ``gate`` is None).
 ``history`` (dict)
     {"table_md": str, "plot_png": bytes}: the trend table and plot from the history module.
+``sizes`` (dict)
+    {model: bytes of the model file}: the accuracy-vs-cost section (with ``timing``; three models or more).
+``diagnostics`` (dict)
+    diagnostics.json as written by :mod:`validator.diagnose.run` (``validate --diagnose``): per model its
+    error types, collapse (with score histograms), outputs, scale_lint, op_audit, calibration_overlap,
+    layers (series of [depth, SQNR dB], worst) and sensitivity rows. Collapsed classes are also flagged in
+    red in the verdict header.
 
-Sections (ids): verdict (top), table, gate, per-class, pr, sizes, scores, gallery, history, timing,
+Sections (ids): verdict (top), table, gate, diagnose, per-class, pr, sizes, scores, gallery, history, cost, timing,
 provenance. Sections without data are left out (single-model runs have no Δ charts, det runs no masks).
 """
 
@@ -305,6 +312,7 @@ def _verdict(run: _Run) -> str:
         chips.append(f'<div class="hl muted">single model: {_e(run.label.get(run.reference))} (no comparison)</div>')
     return (f'<header id="verdict" class="top"><div class="badge {badge[0]}">{badge[1]}</div>'
             f'<div class="head"><h1>INT8 accuracy report</h1><p class="sub">{sub}</p>{"".join(chips)}{detail}'
+            f"{_collapse_alert(run)}"
             f"</div></header>")
 
 
@@ -721,6 +729,284 @@ def _history(run: _Run) -> str:
     return _section("history", "Trend", '<div class="scroll">' + "".join(parts) + "</div>")
 
 
+# ------------------------------------------------------------------------------------------ diagnosis
+DIAG_OPEN = 2  # model cards of the Diagnosis section shown unfolded (worst first); the rest fold
+DIAG_LAYERS = 10  # worst layers listed per model
+TIDE_ORDER = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
+TIDE_NAMES = {"Cls": "classification", "Loc": "localisation", "Both": "cls + loc", "Dupe": "duplicate",
+              "Bkg": "background", "Miss": "missed"}
+
+
+def _diag_entries(run: _Run) -> list[Mapping]:
+    """The diagnosed models, worst headline Δ first (the table's order for the rest)."""
+    doc = run.data.get("diagnostics")
+    if not isinstance(doc, Mapping):
+        return []
+    entries = [m for m in doc.get("models") or [] if isinstance(m, Mapping)]
+    rank = {d.get("model"): i for i, d in enumerate(run.worst_deltas())}
+    return sorted(entries, key=lambda m: rank.get(m.get("model"), len(rank)))
+
+
+def _or_na(v) -> str:
+    return "n/a" if v is None else str(v)
+
+
+def _f(v, fmt: str = ".2f", none: str = "n/a") -> str:
+    f = _num(v)
+    return none if f is None else format(f, fmt)
+
+
+def _collapse_alert(run: _Run) -> str:
+    """Class collapse, at the top of the page (red), one line per model, linking to its histograms."""
+    items = []
+    for m in _diag_entries(run):
+        cs = [c for c in m.get("collapse") or [] if isinstance(c, Mapping)]
+        if not cs:
+            continue
+        parts = ", ".join(f"{c.get('name')}{'' if c.get('iou_type') == 'bbox' else ' (masks)'} "
+                          f"{_f((_num(c.get('reference_ap')) or 0) * 100)} → {_f((_num(c.get('ap')) or 0) * 100)}"
+                          for c in cs[:8]) + (f" … +{len(cs) - 8}" if len(cs) > 8 else "")
+        zero = sum(1 for c in cs if c.get("kind") == "collapsed to ~0")
+        kinds = ", ".join(x for x in (f"{zero} to ~0" if zero else "", f"{len(cs) - zero} lost more than half"
+                                      if len(cs) > zero else "") if x)
+        items.append(f"<li><b>{_e(run.label.get(m.get('model'), m.get('model')))}</b>: {len(cs)} classes ({_e(kinds)}):"
+                     f" {_e(parts)}</li>")
+    if not items:
+        return ""
+    return (f'<div class="alert"><b>Class collapse</b> (<a href="#diagnose">diagnosis</a>): classes whose AP@0.5:0.95 '
+            f'fell below half the float model\'s or to ~0 (float → INT8, points)<ul>{"".join(items[:6])}</ul></div>')
+
+
+def _diag_overview(run: _Run, entries: list[Mapping]) -> str:
+    rows = []
+    for m in entries:
+        et = ((m.get("error_types") or {}).get("bbox") or {}).get("delta") or {}
+        d75 = (et.get("0.75") or {}).get("dap") or {}
+        d50 = (et.get("0.5") or {}).get("dap") or {}
+        outs = {o.get("role"): o for o in m.get("outputs") or [] if isinstance(o, Mapping)}
+        lint = [f for f in (m.get("scale_lint") or {}).get("findings") or [] if f.get("level") == "warn"]
+        audit = m.get("op_audit") or {}
+        ov = m.get("calibration_overlap") or {}
+        sens = m.get("sensitivity") or {}
+        best = next((r for r in sens.get("rows") or [] if r.get("win") is not None), None)
+        ops = ("n/a" if not audit else "all int8" if audit.get("fully_integer")
+               else f"{audit.get('float', 0)} float, {audit.get('int16', 0)} int16")
+        rows.append(
+            f"<tr><td>{_e(run.label.get(m.get('model'), m.get('model')))}</td>"
+            f"{_dcell(-_num(d75['Loc']) if _num(d75.get('Loc')) is not None else None)}"
+            f"{_dcell(-_num(d75['Cls']) if _num(d75.get('Cls')) is not None else None)}"
+            f"{_dcell(-_num(d50['Miss']) if _num(d50.get('Miss')) is not None else None)}"
+            f"{_ncell((outs.get('boxes') or {}).get('sqnr_db'), _f((outs.get('boxes') or {}).get('sqnr_db'), '.1f'))}"
+            f"{_ncell((outs.get('scores') or {}).get('sqnr_db'), _f((outs.get('scores') or {}).get('sqnr_db'), '.1f'))}"
+            f'<td class="{"bad" if lint else ""}">{"WARN: " + _e(str(len(lint))) if lint else "clean"}</td>'
+            f"<td>{_e(ops)}</td>"
+            f'<td class="{"bad" if ov.get("evaluated") else ""}">'
+            f'{_e(_or_na(ov.get("evaluated")) if ov else "n/a")}</td>'
+            f"<td>{_e(len(m.get('collapse') or []))}</td>"
+            + (f"<td>{_e(best.get('op'))} #{_e(best.get('depth'))} in {_e(best.get('precision'))}: "
+               f"{_e(_pts(best.get('win')))} pts</td>" if best else '<td class="na">n/a</td>') + "</tr>")
+    return ('<div class="scroll"><table class="data sortable diag"><thead><tr><th>model</th>'
+            '<th title="INT8 minus float, as a change of AP: negative = more mAP lost to this error">'
+            "localisation<br>@IoU 0.75</th><th>classification<br>@IoU 0.75</th><th>missed<br>@IoU 0.5</th>"
+            "<th>boxes<br>SQNR dB</th><th>scores<br>SQNR dB</th><th>output-<br>scale lint</th><th>ops</th>"
+            "<th>calibration<br>images<br>evaluated</th><th>collapsed<br>classes</th><th>best layer kept<br>in higher "
+            "precision</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+            '<p class="legend">Error columns: the change in mAP lost to that error type (TIDE dAP), float minus '
+            "INT8, in points: red = INT8 loses more to it. A collapsed model makes few errors of any kind because it "
+            "makes few detections: read its AP first.</p>")
+
+
+def _diag_tide(et: Mapping) -> str:
+    head = "".join(f"<th>float<br>@{_e(p)}</th><th>INT8<br>@{_e(p)}</th><th>Δ<br>@{_e(p)}</th>"
+                   for p in ("0.5", "0.75"))
+    rows = []
+    for k in TIDE_ORDER:
+        cells = []
+        for pos in ("0.5", "0.75"):
+            r = ((et.get("reference") or {}).get(pos) or {}).get("dap", {}).get(k)
+            g = ((et.get("model") or {}).get(pos) or {}).get("dap", {}).get(k)
+            d = ((et.get("delta") or {}).get(pos) or {}).get("dap", {}).get(k)
+            cells.append(_ncell(r, _f(r)) + _ncell(g, _f(g)) + _dcell(None if _num(d) is None else -_num(d)))
+        rows.append(f"<tr><td>{_e(TIDE_NAMES[k])} <span class=\"muted\">({k})</span></td>{''.join(cells)}</tr>")
+    ap = []
+    for pos in ("0.5", "0.75"):
+        r = ((et.get("reference") or {}).get(pos) or {}).get("ap")
+        g = ((et.get("model") or {}).get(pos) or {}).get("ap")
+        ap.append(_ncell(r, _f(r)) + _ncell(g, _f(g)) + _dcell(None if _num(r) is None or _num(g) is None
+                                                                else _num(g) - _num(r)))
+    rows.append(f'<tr class="delta"><td>AP</td>{"".join(ap)}</tr>')
+    return (f'<table class="data"><thead><tr><th>mAP lost to (dAP, pts)</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _diag_model(run: _Run, m: Mapping, open_: bool) -> str:
+    name = run.label.get(m.get("model"), m.get("model"))
+    parts = []
+    if m.get("skipped"):
+        parts.append(f'<p class="muted">{_e(m["skipped"])}</p>')
+    for t, et in (m.get("error_types") or {}).items():
+        parts.append(f"<h3>Error types, {_e(IOU_NAMES.get(t, t).lower())} (TIDE, at IoU 0.5 and 0.75)</h3>"
+                     + _diag_tide(et))
+    outs = [o for o in m.get("outputs") or [] if isinstance(o, Mapping)]
+    if outs:
+        rows = "".join(f"<tr><td>{_e(o.get('role'))}</td>{_ncell(o.get('sqnr_db'), _f(o.get('sqnr_db')))}"
+                       f"{_ncell(o.get('max_abs_error'), _f(o.get('max_abs_error'), '.4g'))}"
+                       f"{_ncell(o.get('mean_abs_error'), _f(o.get('mean_abs_error'), '.4g'))}"
+                       f"{_ncell(o.get('bias'), _f(o.get('bias'), '+.4g'))}<td>{_e(o.get('unit'))}</td></tr>"
+                       for o in outs)
+        parts.append("<h3>Per-output error (same preprocessed images, INT8 vs float)</h3>"
+                     '<table class="data"><thead><tr><th>output role</th><th>SQNR dB</th><th>max |error|</th>'
+                     f"<th>mean |error|</th><th>bias (mean INT8 − float)</th><th>unit</th></tr></thead><tbody>{rows}"
+                     "</tbody></table>")
+    elif m.get("outputs_skipped"):
+        parts.append(f'<p class="muted">Per-output error: {_e(m["outputs_skipped"])}</p>')
+    lint = m.get("scale_lint") or {}
+    if lint.get("outputs"):
+        rows = "".join(f"<tr><td><code>{_e(o.get('output'))}</code></td><td>{_e(', '.join(o.get('roles') or []))}</td>"
+                       f"<td>{_e(o.get('dtype'))}</td>{_ncell(o.get('scale'), _f(o.get('scale'), '.6g'))}"
+                       f"{_ncell(o.get('zero_point'))}"
+                       f"{_ncell(o.get('score_levels'), _f(o.get('score_levels'), 'g', '—'))}"
+                       f"{_ncell(o.get('box_step_px'), _f(o.get('box_step_px'), '.4g', '—'))}</tr>"
+                       for o in lint["outputs"])
+        finds = "".join(f'<li class="{"warn" if f.get("level") == "warn" else ""}">'
+                        f'{"WARNING: " if f.get("level") == "warn" else ""}{_e(f.get("text"))}</li>'
+                        for f in lint.get("findings") or [])
+        parts.append("<h3>Output-scale lint</h3>"
+                     '<table class="data"><thead><tr><th>quantized output</th><th>holds</th><th>type</th><th>scale</th>'
+                     "<th>zero point</th><th>score levels in [0, 1]</th><th>box step px</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>" + (f'<ul class="notes">{finds}</ul>' if finds else ""))
+    audit = m.get("op_audit")
+    if isinstance(audit, Mapping):
+        if audit.get("fully_integer"):
+            txt = f"all {_e(audit.get('ops'))} ops integer: nothing falls back to the CPU."
+        else:
+            fl = ", ".join(f"{k} ×{v}" for k, v in (audit.get("float_ops") or {}).items()) or "none"
+            i16 = ", ".join(f"{k} ×{v}" for k, v in (audit.get("int16_ops") or {}).items()) or "none"
+            names = audit.get("float_op_names") or []
+            txt = (f"<b>{_e(audit.get('float'))} float ops</b> ({_e(fl)}), {_e(audit.get('int16'))} int16 ({_e(i16)}), "
+                   f"quantize/dequantize inside the graph {_e(audit.get('internal_quantize'))}/"
+                   f"{_e(audit.get('internal_dequantize'))}, of {_e(audit.get('ops'))} ops ({_e(audit.get('format'))})"
+                   + (f'<br><span class="muted">float: {_e(", ".join(names[:12]))}'
+                      f'{" …" if len(names) > 12 else ""}</span>' if names else ""))
+        parts.append(f"<h3>Op audit</h3><p>{txt}</p>")
+    ov = m.get("calibration_overlap")
+    if isinstance(ov, Mapping) and ov.get("evaluated") is None:
+        parts.append(f'<h3>Calibration overlap</h3><p class="muted">{_e(ov.get("calibration_images"))} calibration '
+                     f'images, overlap {_e(ov.get("by"))}.</p>')
+    elif isinstance(ov, Mapping):
+        cls = "error" if ov.get("evaluated") else ""
+        parts.append(f'<h3>Calibration overlap</h3><p class="{cls}">{_e(ov.get("evaluated"))} of its '
+                     f'{_e(ov.get("calibration_images"))} calibration images are evaluated here '
+                     f'(by {_e(ov.get("by"))}; {_e(ov.get("evaluated_by_name"))} share a file name)'
+                     + (": its numbers are optimistic." if ov.get("evaluated") else ".") + "</p>")
+    lay = m.get("layers")
+    if isinstance(lay, Mapping) and lay.get("worst"):
+        rows = "".join(f"<tr>{_ncell(w.get('depth'))}<td>{_e(w.get('op'))}</td>"
+                       f"<td><code>{_e(str(w.get('tensor'))[:90])}</code></td>"
+                       f"{_ncell(w.get('sqnr_db'), _f(w.get('sqnr_db')))}"
+                       f"{_ncell(w.get('drop_db'), _f(w.get('drop_db'), '+.2f'))}</tr>"
+                       for w in lay["worst"][:DIAG_LAYERS])
+        parts.append(f"<h3>Layers adding most error ({_e(lay.get('tensors'))} tensors matched by name, "
+                     f"{_e(lay.get('images'))} images)</h3>"
+                     '<table class="data"><thead><tr><th>depth</th><th>op</th><th>output tensor</th><th>SQNR dB</th>'
+                     f"<th>dB below its inputs</th></tr></thead><tbody>{rows}</tbody></table>")
+    elif m.get("layers_skipped"):
+        parts.append(f'<p class="muted">Layer-wise error: {_e(m["layers_skipped"])}</p>')
+    sens = m.get("sensitivity")
+    if isinstance(sens, Mapping) and sens.get("rows"):
+        rows = "".join(f"<tr>{_ncell(r.get('depth'))}<td>{_e(r.get('op'))}</td>"
+                       f"<td><code>{_e(str(r.get('tensor'))[:90])}</code></td><td>{_e(r.get('precision'))}</td>"
+                       + (f"{_ncell(r.get('score'), _f(r.get('score')))}{_dcell(r.get('win'))}"
+                          if r.get("win") is not None else f'<td class="na" colspan="2">{_e(r.get("error"))}</td>')
+                       + "</tr>" for r in sens["rows"])
+        parts.append(f"<h3>Layer sensitivity: one layer kept in {_e(sens.get('precision'))}, the rest INT8</h3>"
+                     f'<p class="note">{_e(sens.get("metric"))} on {_e(sens.get("images"))} images '
+                     f'({_e(sens.get("split"))}); this variant rebuilt as is: {_f(sens.get("baseline"))}.</p>'
+                     '<table class="data"><thead><tr><th>depth</th><th>op</th><th>tensor</th><th>kept in</th>'
+                     f"<th>mAP50-95</th><th>win, pts</th></tr></thead><tbody>{rows}</tbody></table>")
+    elif m.get("sensitivity_skipped"):
+        parts.append(f'<p class="muted">Layer sensitivity: {_e(m["sensitivity_skipped"])}</p>')
+    return (f'<details class="dmodel"{" open" if open_ else ""}><summary>{_e(name)}</summary>'
+            f'{"".join(parts)}</details>')
+
+
+def _diagnose(run: _Run) -> str:
+    doc = run.data.get("diagnostics")
+    if not isinstance(doc, Mapping):
+        return ""
+    if doc.get("skipped"):
+        return _section("diagnose", "Diagnosis", f'<p class="muted">{_e(doc["skipped"])}</p>')
+    entries = _diag_entries(run)
+    if not entries:
+        return ""
+    body = [_diag_overview(run, entries)]
+    series = [(run.label.get(m["model"], m["model"]), run.color.get(m["model"], 0), m["layers"]["series"])
+              for m in entries if isinstance(m.get("layers"), Mapping) and m["layers"].get("series")][:PR_MODELS]
+    png = plots.sqnr_depth(series)
+    if png:
+        body.append(f'<figure><figcaption>SQNR of each tensor of the INT8 model against its float parent, along the '
+                    f'graph</figcaption>{_img(png, "layer-wise SQNR along the graph")}'
+                    f'{run.legend([("", lab, ci) for lab, ci, _ in series])}</figure>')
+    ref = doc.get("reference")
+    for m in [m for m in entries if m.get("collapse")][:3]:  # the worst three models with collapsed classes
+        panels = [{"title": f"{c.get('name')}" + ("" if c.get("iou_type") == "bbox" else " (masks)"),
+                   "bins": c.get("bins", 20), "reference": (c.get("score_histogram") or {}).get("reference"),
+                   "model": (c.get("score_histogram") or {}).get("model"), "labels": ("float", "INT8"),
+                   "colors": (run.color.get(ref, 0), run.color.get(m["model"], 1))} for c in m["collapse"]]
+        hist = plots.collapse_hists(panels[:9])
+        if hist:
+            label, mc = run.label.get(m["model"], m["model"]), run.color.get(m["model"], 1)
+            body.append(f'<figure><figcaption class="error">Collapsed classes of {_e(label)}: score histogram of '
+                        f'each class\'s detections, float vs INT8{" (first 9)" if len(panels) > 9 else ""}</figcaption>'
+                        f'{_img(hist, "collapsed class scores")}'
+                        f'{run.legend([("", "float", run.color.get(ref, 0)), ("", label, mc)])}'
+                        "</figure>")
+    body += [_diag_model(run, m, i < DIAG_OPEN) for i, m in enumerate(entries)]
+    return _section("diagnose", "Diagnosis", "".join(body),
+                    f"Why each model lost accuracy against {_e(run.label.get(ref, ref))}: the mAP each error type "
+                    "costs "
+                    "(TIDE), the error of each output and layer, the quantized scales the outputs get, the ops left "
+                    "out of INT8, and which single layer kept in higher precision wins most (validate --diagnose; "
+                    "diagnostics.json).")
+
+
+COST_MIN_MODELS = 3  # models with a timing from which the page draws accuracy vs cost (a sweep, a manifest run)
+
+
+def _cost(run: _Run) -> str:
+    """Accuracy vs cost over every model: mAP@0.5:0.95 against inference ms/image and size. Host timings: the
+    whole section is one line, like the timing section (tools/check_demo_diff.py skips both)."""
+    timing, sizes = run.data.get("timing") or {}, run.data.get("sizes") or {}
+    rows = []
+    for m in run.models:
+        t = timing.get(m["name"])
+        mp = _num(((m.get("metrics") or {}).get("bbox") or {}).get("mAP50_95"))
+        n = _num((t or {}).get("images")) if isinstance(t, Mapping) else None
+        ms = (_num(t.get("inference_s")) or 0.0) * 1000 / n if n else None
+        rows.append((m, mp, ms, sizes.get(m["name"])))
+    timed = [r for r in rows if r[1] is not None and r[2] is not None]
+    if len(timed) < COST_MIN_MODELS:
+        return ""
+    ref = next((r for r in rows if r[0]["name"] == run.reference), None)
+    png = plots.pareto([(run.label[m["name"]], run.color.get(m["name"], 0), ms, mp * 100, b)
+                        for m, mp, ms, b in timed], ref[1] * 100 if ref and ref[1] is not None else None)
+    body = []
+    for m, mp, ms, b in sorted(rows, key=lambda r: (-(r[1] or 0), r[0]["name"])):
+        d = None if ref is None or ref[1] is None or mp is None or m["name"] == run.reference else (mp - ref[1]) * 100
+        body.append(f"<tr><td>{_e(run.label[m['name']])}</td>{_ncell(mp, _pct(mp))}"
+                    + (_dcell(d) if d is not None else '<td class="num na">—</td>')
+                    + _ncell(b, "n/a" if b is None else f"{b / 1e6:.2f}")
+                    + _ncell(ms, "n/a" if ms is None else f"{ms:.1f}") + "</tr>")
+    table = ('<table class="data sortable"><thead><tr><th>model</th><th>mAP@0.5:0.95</th><th>Δ pts</th>'
+             '<th>size MB</th><th>inference ms/img</th></tr></thead><tbody>' + "".join(body) + "</tbody></table>")
+    key = run.legend([(m["name"], run.label[m["name"]], run.color.get(m["name"], 0)) for m, _, _, _ in timed])
+    fig = f'<figure>{_img(png, "accuracy vs cost")}{key}</figure>' if png else ""
+    return _section("cost", "Accuracy vs cost", fig + table,
+                    "Every model's box mAP@0.5:0.95 against its inference time on this run's host (CPU, one image at a "
+                    "time) and its file size: the models on the dashed front are the ones worth choosing from. "
+                    "Cached models show the times of the run that made their predictions.")
+
+
 def _timing(run: _Run) -> str:
     timing = run.data.get("timing") or {}
     if not timing:
@@ -858,6 +1144,12 @@ font-variant-numeric:tabular-nums}.chip.plain{background:#e8eaed}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:12px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .note{color:#5f6368;margin:0 0 8px;font-size:13px}.muted{color:#5f6368}.title{margin:0 0 8px;font-weight:600}
 .error{color:#b3261e;font-weight:600}
+.alert{background:#fce8e6;color:#8c1d18;border-left:4px solid #c5221f;border-radius:4px;padding:6px 10px;margin:8px 0 0}
+.alert ul{margin:2px 0 0;padding-left:20px}.alert a{color:#8c1d18}
+details.dmodel{border:1px solid #e3e3e3;border-radius:6px;padding:6px 10px;margin:8px 0}
+details.dmodel summary{font-weight:600;cursor:pointer}li.warn{color:#a50e0e;font-weight:600}
+table.data.diag th{overflow-wrap:normal}
+table.diag td.bad{background:#fce8e6;color:#a50e0e;font-weight:600}
 table.data{border-collapse:collapse;margin:6px 0 10px;font-size:13px;font-variant-numeric:tabular-nums}
 table.data th,table.data td{border-bottom:1px solid #e3e3e3;padding:4px 9px;text-align:left;vertical-align:top}
 table.data thead th{background:#f1f3f4;font-weight:600;border-bottom:2px solid #dadce0}
@@ -931,12 +1223,14 @@ document.documentElement.setAttribute('data-report-ready','1');
 SECTIONS = (
     ("table", "Table", "_headline"),
     ("gate", "Gate", "_gate"),
+    ("diagnose", "Diagnosis", "_diagnose"),
     ("per-class", "Per class", "_per_class"),
     ("pr", "PR curves", "_pr"),
     ("sizes", "Sizes", "_sizes"),
     ("scores", "Scores", "_scores"),
     ("gallery", "Images", "_gallery"),
     ("history", "Trend", "_history"),
+    ("cost", "Cost", "_cost"),
     ("timing", "Timing", "_timing"),
     ("provenance", "Provenance", "_provenance"),
 )

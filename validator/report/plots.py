@@ -331,6 +331,87 @@ def timing_bars(rows: list[tuple[str, int, float, float, float]]) -> bytes | Non
         return _png(fig)
 
 
+def sqnr_depth(series: list[tuple[str, int, Sequence[Sequence[float]]]], worst: int = 0) -> bytes | None:
+    """Layer-wise SQNR along the graph: (label, colour index, [[depth, sqnr_db], ...]) per model; the dB of
+    each tensor of the INT8 model against the same tensor of its float parent, depth = the op's place in
+    execution order. Where the curve steps down, an op added error."""
+    series = [(lab, ci, np.asarray([p for p in pts if p[1] is not None], dtype=float).reshape(-1, 2))
+              for lab, ci, pts in series]
+    series = [s for s in series if s[2].size]
+    if not series:
+        return None
+    with _figure(8.8, 2.8) as fig:
+        ax = fig.subplots()
+        for lab, ci, a in series:
+            a = a[np.argsort(a[:, 0], kind="stable")]
+            ax.plot(a[:, 0], np.clip(a[:, 1], -10, 80), color=model_color(ci), linewidth=1.1, marker=".",
+                    markersize=2.5, label=lab)
+        ax.set_xlabel("depth (op index in execution order)")
+        ax.set_ylabel("SQNR, dB (INT8 vs float)")
+        ax.set_title("layer-wise error along the graph (higher is better; clipped to [-10, 80] dB)", loc="left")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def pareto(points: list[tuple[str, int, float, float, int]], reference_map: float | None = None) -> bytes | None:
+    """Accuracy vs cost: (label, colour index, ms/image, mAP@0.5:0.95 in %, model bytes) per model; marker area
+    follows the model's size, the Pareto front (faster *and* at least as accurate: no other point dominates)
+    is joined by a line."""
+    pts = [p for p in points if p[2] is not None and p[3] is not None]
+    if len(pts) < 2:
+        return None
+    sizes = np.array([max(p[4] or 0, 1) for p in pts], dtype=float)
+    area = 30 + 370 * (sizes - sizes.min()) / (np.ptp(sizes) or 1.0)
+    with _figure(8.8, 3.6) as fig:
+        ax = fig.subplots()
+        for (_, ci, ms, m, _), a in zip(pts, area, strict=True):
+            ax.scatter([ms], [m], s=a, color=model_color(ci), alpha=0.75, edgecolors="#202124", linewidths=0.6,
+                       zorder=3)
+        front = []
+        for _, _, ms, m, _ in sorted(pts, key=lambda p: (p[2], -p[3])):
+            if not front or m > front[-1][1]:
+                front.append((ms, m))
+        if len(front) > 1:
+            ax.plot([f[0] for f in front], [f[1] for f in front], color="#5f6368", linewidth=1, linestyle="--",
+                    zorder=2, label="Pareto front")
+            ax.legend(frameon=False, loc="lower right")
+        if reference_map is not None:
+            ax.axhline(reference_map, color="#1f5fa8", linewidth=0.8, linestyle=":", zorder=1)
+        ax.set_xlabel("inference ms / image (this run's host CPU)")
+        ax.set_ylabel("mAP@0.5:0.95 (boxes), %")
+        ax.set_title("accuracy vs cost (marker area: model size; dotted: the reference's mAP)", loc="left")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def collapse_hists(panels: list[dict]) -> bytes | None:
+    """Score histograms of collapsed classes, float vs INT8: panels of {"title", "bins", "reference": counts,
+    "model": counts, "labels": (reference label, model label), "colors": (ci, ci)}."""
+    panels = [p for p in panels if p.get("reference") is not None or p.get("model") is not None]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    with _figure(8.8, 0.4 + 2.0 * rows) as fig:
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, p in zip(axes, panels, strict=False):
+            edges = np.linspace(0, 1, int(p.get("bins", 20)) + 1)
+            for key, k in (("reference", 0), ("model", 1)):
+                h = p.get(key)
+                if h is not None:
+                    ax.stairs(np.asarray(h, dtype=float), edges, color=model_color(p["colors"][k]),
+                              linewidth=1.4, label=p["labels"][k])
+            ax.set_yscale("symlog", linthresh=1)
+            ax.set_xlim(0, 1)
+            ax.set_title(p["title"], loc="left", fontsize=9)
+            ax.set_xlabel("score")
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        axes[0].set_ylabel("detections")
+        fig.tight_layout()
+        return _png(fig)
+
+
 # ------------------------------------------------------------------------------------------ gallery
 GALLERY_MAX_SIDE = 264  # px: the longer side of a gallery panel
 GALLERY_JPEG_QUALITY = 80
