@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--stats-dir", type=Path, help="where statistics are cached (default ~/.cache/qharness/calibration)")
     a.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
     a.add_argument("--quiet", action="store_true", help="no progress output (warnings are still printed)")
+    t = p.add_argument_group("accuracy-aware search (--tune; docs/quantizer.md#tune)")
+    t.add_argument("--tune", type=Path, metavar="T",
+                   help="a COCO-format tune split, disjoint from --calib (and --eval) by content: every variant is "
+                        "scored on it with the validator, then layers are promoted while the drop exceeds --max-drop")
+    t.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
+                   help="largest mAP@0.5:0.95 (boxes) drop below the float model on --tune, in points (default 1.0)")
+    t.add_argument("--allow", choices=["none", "int16", "float"], default="none",
+                   help="what a sensitive layer may become: none (every op INT8), int16 (16-bit activations, int8 "
+                        "weights) or float (default none)")
+    t.add_argument("--budget", type=int, default=8, metavar="N", help="cumulative promotions tried at most (default 8)")
+    t.add_argument("--tune-layers", type=int, default=8, metavar="N",
+                   help="layers probed one at a time in higher precision (the ones adding most error; default 8)")
+    t.add_argument("--no-bias-correction", action="store_true",
+                   help="do not try empirical bias correction of the best all-INT8 variant (tried by default)")
+    t.add_argument("--eval", type=Path, metavar="D",
+                   help="the final evaluation set: checked disjoint from --tune before the search")
     p.add_argument("--force", action="store_true",
                    help="replace the variants an earlier run left in --out (without it such a folder is refused)")
     return p
@@ -132,14 +148,30 @@ def main(argv: list[str] | None = None) -> int:
                        check_images=args.check_images, bins=args.bins, min_width=args.min_range,
                        resize=args.resize, resample=args.resample, stats_dir=args.stats_dir, threads=args.threads,
                        quiet=args.quiet, force=args.force)
+        tuned = None
+        if args.tune is not None:
+            from quantizer import tune
+            from quantizer.calibration import calibration_images
+
+            topts = tune.TuneOptions(data=args.tune, max_drop=args.max_drop, allow=args.allow, budget=args.budget,
+                                     layers=args.tune_layers, eval=args.eval,
+                                     bias_correction=not args.no_bias_correction)
+            calib = calibration_images(args.calib)
+            tune_ds = tune.prepare(topts, calib.paths[:max(args.samples)])  # before the long work
         outcome = run(opts, log, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
+        if args.tune is not None:
+            tuned = tune.search(opts, topts, tune_ds, outcome.entries, log)
+            if tuned["winner"] is not None:
+                tune.add_to_index(args.out, tuned["winner"])
     except (InputError, ConverterMissing) as e:
         print(f"quantize: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         from quantizer.run import Interrupted
+        from quantizer.tune import Interrupted as TuneInterrupted
 
-        print(f"quantize: {e.message() if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        known = isinstance(e, (Interrupted, TuneInterrupted))
+        print(f"quantize: {e.message() if known else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as e:  # an internal error: one line and the traceback saved  # noqa: BLE001
         from quantizer.run import tool_versions
@@ -156,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     try:
         sys.stdout.write(outcome.table)
+        if tuned is not None:
+            sys.stdout.write("\n" + tuned["table"])
+            if tuned["winner"] is not None:
+                print(f"tuned variant: {tuned['winner']['path']} (in variants.json); search: {tuned['search']}")
+            else:
+                print(f"no new variant: the best is one of the sweep's; search: {tuned['search']}")
         print(f"variants and manifests in {args.out}/ (index: {outcome.index})", flush=True)
     except BrokenPipeError:
         stdout_closed()

@@ -31,22 +31,32 @@ class Scorer:
         self.calls = 0
 
     def __call__(self, model: bytes) -> float:
+        return self.metrics(model)[self.metric]
+
+    def metrics(self, model: bytes, suffix: str | None = None) -> dict:
+        """``{mAP50_95, mAP50 (boxes, points), [mask_mAP50_95, mask_mAP50], ms_per_image (inference only,
+        this machine's CPU)}`` of ``model`` (bytes of a .tflite, or of ``suffix``) on the dataset."""
         from validator.inference import run_models
         from validator.predictions import PredictionWriter
         from validator.run import _evaluate
         from validator.sources import ModelSpec, open_sources
 
         self.calls += 1
-        path = self.dir / f"candidate{self.calls}{self.suffix}"
+        path = self.dir / f"candidate{self.calls}{suffix or self.suffix}"
         path.write_bytes(model)
         try:
-            (src,) = open_sources([ModelSpec(path, "int8")], [], self.ds, self.settings, None, None)
+            (src,) = open_sources([ModelSpec(path, "auto")], [], self.ds, self.settings, None, None)
             src.predictions_path = self.dir / f"candidate{self.calls}.json"
             w = PredictionWriter(src.predictions_path)
             run_models([src], self.ds, self.settings, 1, {src.name: w}, quiet=True)
             w.close()
-            res = _evaluate(src, self.ds, self.settings)["bbox"]
-            return round(float(res.stats[self.metric]) * 100, 4)
+            res = _evaluate(src, self.ds, self.settings)
+            out = {k: round(float(res["bbox"].stats[k]) * 100, 4) for k in ("mAP50_95", "mAP50")}
+            if "segm" in res:
+                out.update({f"mask_{k}": round(float(res["segm"].stats[k]) * 100, 4) for k in ("mAP50_95", "mAP50")})
+            n = max(int(src.timing.get("images") or len(self.ds.images)), 1)
+            out["ms_per_image"] = round(float(src.timing.get("inference_s", 0.0)) * 1000 / n, 2)
+            return out
         finally:
             for p in (path, self.dir / f"candidate{self.calls}.json"):
                 p.unlink(missing_ok=True)
