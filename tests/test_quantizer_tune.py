@@ -115,3 +115,25 @@ def test_interrupted_search_leaves_a_valid_record_and_resumes(data, tmp_path, mo
     assert doc["complete"]
     again = [r for r in doc["candidates"] if r.get("sha256") in done]
     assert again and all(r["cached"] for r in again)
+
+
+@pytest.mark.slow
+def test_a_16x8_model_with_an_int16_input_validates_on_the_manifest_input_range(data, tmp_path):
+    """Every activation int16 (ai-edge-quantizer's 16x8 recipe) gives an int16 *input*, symmetric: its own
+    range (-1..1) says nothing about the 0..1 data it was calibrated on; the manifest does."""
+    recipe = json.loads((Path(__file__).parents[1] / "quantizer" / "recipes" / "static_int8.json").read_text())
+    recipe[0]["op_config"]["activation_tensor_config"].update(num_bits=16, symmetric=True)
+    (tmp_path / "a16w8.json").write_text(json.dumps(recipe))
+    out = tmp_path / "v"
+    assert quantize(["--model", str(DET), "--calib", str(data["calib"]), "--samples", "8", "--strategy", "minmax",
+                     "--outputs", "split", "--check-images", "2", "--recipe", str(tmp_path / "a16w8.json"),
+                     "--out", str(out), "--quiet"]) == 0
+    o = tmp_path / "r"
+    assert validate(["--float", str(DET), "--manifest", str(out / "variants.json"), "--data", str(data["eval"]),
+                     "--out", str(o), "--quiet"]) == 0
+    ref, m = json.loads((o / "summary.json").read_text())["models"]
+    assert m["input"]["dtype"] == "int16" and m["label"].startswith("TFLite INT16x8")
+    assert m["input_transform"]["range"] == "0,1" and "quantize manifest" in m["input_transform"]["source"]
+    assert not m["input_transform"]["raw_pixels"]
+    # 16-bit activations keep the float model's accuracy (int8 ones lose ~5 pts on this fixture)
+    assert m["metrics"]["bbox"]["mAP50_95"] > ref["metrics"]["bbox"]["mAP50_95"] - 0.02

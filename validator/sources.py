@@ -28,7 +28,7 @@ from validator.errors import InputError
 from validator.hashing import sha256_file
 from validator.overlap import calibration_overlap
 from validator.runners import DelegateSpec, Runner, open_runner
-from validator.tensors import InputTransform
+from validator.tensors import INPUT_RANGES, InputTransform
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,12 @@ def open_model(spec: ModelSpec, ds: Dataset, settings, name: str, threads: int |
     if settings.task == "segment" and not contract.num_masks:
         raise InputError(f"{spec.path}: --task segment but the model has no mask outputs ({contract.describe()})")
     transform = choose_transform(runner.input, md.get("normalization"), settings.input_range)
+    made = ((spec.manifest or {}).get("calibration") or {}).get("input_transform") or {}
+    if settings.input_range is None and made.get("range") in INPUT_RANGES and made["range"] != transform.label:
+        # the quantizer's manifest says what the model was calibrated on; a 16-bit symmetric input's own
+        # range (-1..1 for 0..1 data) cannot
+        why = f"quantize manifest: calibrated on {made['range']} input (its own range suggested {transform.label})"
+        transform = InputTransform.from_range(made["range"], why)
     src = Source(name=name, kind="model", path=spec.path, sha256=sha256_file(spec.path), role=role,
                  label=f"{fmt} {prec.label} ({name})", has_masks=bool(contract.num_masks) and settings.task != "detect",
                  runner=runner, contract=contract, class_map=cmap, transform=transform, precision=prec.label)

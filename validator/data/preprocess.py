@@ -197,8 +197,8 @@ def choose_transform(spec: InputSpec, normalization: dict | None = None, overrid
         lo, hi = _quantized_range(spec)
         step = RAW_TOLERANCE_STEPS * spec.scale
         qdesc = f"{spec.dtype} input quantization (scale {spec.scale:.6g}, zero point {spec.zero_point})"
-        for label, (a, b) in INPUT_RANGES.items():
-            if abs(lo - a) <= step and abs(hi - b) <= step:
+        for label, (a, b) in INPUT_RANGES.items():  # raw pixels: 8-bit inputs only (256 levels, one per pixel)
+            if np.dtype(spec.dtype).itemsize == 1 and abs(lo - a) <= step and abs(hi - b) <= step:
                 if override and override != label:
                     break
                 return InputTransform.from_range(label, f"{qdesc} maps the pixels 0..255 one to one onto "

@@ -41,7 +41,7 @@ def image_input(path: Path, name: str, shape: list, dtype: str, scale: float = 0
         if not imgsz:
             raise InputError(f"{path}: model input {desc} has dynamic height/width and no imgsz metadata")
         hw = (int(imgsz[0]), int(imgsz[-1]))
-    if dtype not in ("float32", "float16", "uint8", "int8"):
+    if dtype not in ("float32", "float16", "uint8", "int8", "int16"):
         raise InputError(f"{path}: model input {desc} has unsupported dtype {dtype}")
     full = (1, 3, *hw) if layout == "NCHW" else (1, *hw, 3)
     return InputSpec(name, full, dtype, layout, hw, float(scale), int(zp))

@@ -149,7 +149,8 @@ def precision(model, data: bytes) -> Precision:
 
     q_act = share(acts, ("int8", "uint8", "int16"))
     if q_act:
-        label = "INT16x8" if acts.get("int16", 0) and not share(acts, ("int8", "uint8")) else "INT8"
+        i16, i8 = acts.get("int16", 0), share(acts, ("int8", "uint8"))
+        label = "INT16x8" if i16 and not i8 else "INT8+INT16 mixed" if i16 else "INT8"
         return Precision(label, True, f"{q_act} of {n_act} activation tensors are "
                                       f"{'/'.join(k for k in ('int8', 'uint8', 'int16') if acts.get(k))}")
     if consts.get("int8", 0):
