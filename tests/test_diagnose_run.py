@@ -101,6 +101,7 @@ def test_sensitivity_re_measured_by_validate(diagnosed, shapes_small, tmp_path):
         _validate("--float", DET, "--model", rebuilt, "--data", split, "--out", tmp_path / f"o{len(rules)}")
         got = json.loads((tmp_path / f"o{len(rules)}" / "summary.json").read_text())
         row = next(r for r in got["models"] if r["path"].endswith(rebuilt.name))
+        assert ("+float mixed" in row["label"]) == bool(rules)  # a layer left in float shows in the row's label
         assert round(row["metrics"]["bbox"]["mAP50_95"] * 100, 4) == pytest.approx(expected, abs=1e-4)
         audit = graph.op_audit(rebuilt)
         if rules:

@@ -85,6 +85,7 @@ def test_search_with_int16_stops_at_the_budget_and_the_winner_runs(data, tmp_pat
                      "--out", str(o), "--quiet", "--diagnose", "--diagnose-layers", "0"]) == 0
     rows = {m["name"]: m for m in json.loads((o / "summary.json").read_text())["models"]}
     assert v["name"] in rows and rows[v["name"]]["metrics"]["bbox"]["mAP50_95"] > 0
+    assert rows[v["name"]]["label"].startswith("TFLite INT8+INT16 mixed")
     diag = {m["model"]: m for m in json.loads((o / "diagnostics.json").read_text())["models"]}
     assert diag[v["name"]]["op_audit"]["int16"] == audit["int16"]
 

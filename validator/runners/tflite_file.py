@@ -135,6 +135,9 @@ _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "in
 def precision(model, data: bytes) -> Precision:
     sg = model.Subgraphs(0)
     consts, acts = {}, {}
+    edges = {int(sg.Inputs(k)) for k in range(sg.InputsLength())} | \
+        {int(sg.Outputs(k)) for k in range(sg.OutputsLength())}
+    inner_float = 0  # float activations inside the graph (not its inputs/outputs): ops left in float
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         dt = _TYPES.get(t.Type(), f"type{t.Type()}")
@@ -142,6 +145,7 @@ def precision(model, data: bytes) -> Precision:
         is_const = b is not None and (b.DataLength() > 0 or b.Offset() > 1)
         d = consts if is_const else acts
         d[dt] = d.get(dt, 0) + 1
+        inner_float += int(not is_const and dt in ("float32", "float16") and i not in edges)
     n_act = sum(acts.values())
 
     def share(d, keys):
@@ -150,7 +154,8 @@ def precision(model, data: bytes) -> Precision:
     q_act = share(acts, ("int8", "uint8", "int16"))
     if q_act:
         i16, i8 = acts.get("int16", 0), share(acts, ("int8", "uint8"))
-        label = "INT16x8" if i16 and not i8 else "INT8+INT16 mixed" if i16 else "INT8"
+        label = ("INT16x8" if i16 and not i8 else "INT8+INT16" if i16 else "INT8") + \
+            (" mixed" if i16 and i8 and not inner_float else "+float mixed" if inner_float else "")
         return Precision(label, True, f"{q_act} of {n_act} activation tensors are "
                                       f"{'/'.join(k for k in ('int8', 'uint8', 'int16') if acts.get(k))}")
     if consts.get("int8", 0):
