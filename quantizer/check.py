@@ -49,6 +49,16 @@ def _channel_axis(shape: tuple[int, ...]) -> int | None:
     return (1 if shape[1] <= shape[2] else 2) if len(shape) == 3 else None
 
 
+def _end2end_rows(shapes: list[tuple[int, ...]], hw: tuple[int, int]) -> bool:
+    """End-to-end detection rows: one [1, K, 6] output, or split [1, K, 4] boxes + [1, K, nc] scores, where K
+    is not the anchor count of a YOLO head at strides 8/16/32 (that pair is a transposed split head)."""
+    anchors = sum((hw[0] // st) * (hw[1] // st) for st in (8, 16, 32))
+    if len(shapes) == 1:
+        return len(shapes[0]) == 3 and shapes[0][2] == 6 and 6 < shapes[0][1] != anchors
+    return (len(shapes) == 2 and all(len(x) == 3 for x in shapes) and shapes[0][1] == shapes[1][1]
+            and shapes[0][2] == 4 and shapes[1][2] < shapes[1][1] != anchors)
+
+
 def compare(variant: Path, ref: FloatReference, layout: str) -> list[dict]:
     """``[{name, role, sqnr_db, max_abs_error}]`` over all check images, per output part."""
     if not ref.canvases:
@@ -60,6 +70,12 @@ def compare(variant: Path, ref: FloatReference, layout: str) -> list[dict]:
         list(zip(ref.output_names, vnames, strict=False))
     shapes = [tuple(ref.outputs[0][n].shape) for n, _ in pairs]
     roles = output_roles(shapes, ref.num_classes, "split" if layout == "split" else "monolithic")
+    if _end2end_rows(shapes, ref.canvases[0].shape[:2]):  # top-k rows in score order: pair float and INT8 rows
+        from quantizer.convert import align_rows
+
+        got = [{**v, **{vn: align_rows({rn: r[rn] for rn, _ in pairs},
+                                       {rn: v[vn] for rn, vn in pairs})[0][rn] for rn, vn in pairs}}
+               for r, v in zip(ref.outputs, got, strict=True)]
     rows = []
     for (rname, vname), parts in zip(pairs, roles, strict=True):
         for role, sl in parts:

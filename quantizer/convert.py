@@ -18,6 +18,13 @@ with its ``.json`` record, as the committed fixtures are) and in ``~/.cache/qhar
 key is the source ONNX's sha256, the layout and ``layout.LAYOUT_VERSION``. Every conversion is checked
 against onnxruntime on a fixed random input (max error per output, recorded in the ``.json``).
 
+End-to-end heads (YOLO26 one-to-one: a top-k selection in the graph): onnx2tf converts them, but its
+TFLite from the Keras model then has no SignatureDef (its ``from_keras_model`` fails and it falls back to a
+concrete function); the model is converted again from onnx2tf's SavedModel with the signature outputs named
+as the ONNX outputs (``RESIGN_SCRIPT``, same TensorFlow, builtin ops only). Their rows are compared with
+onnxruntime's up to the order of tied scores: on a random input the top-k of scores equal to ~1e-7 may come
+out in another order (TensorFlow's TopK vs onnxruntime's), which moves a whole row.
+
 Also a command: ``python -m quantizer.convert convert MODEL.onnx --layout split [--out F.tflite]``.
 """
 
@@ -44,6 +51,26 @@ LAYOUT_VERSION = 1  # bump when layout.py rewrites a graph differently: conversi
 SAMPLE_DATA = "calibration_image_sample_data_20x128x128x3_float32.npy"
 RECORD_FORMAT = "qharness-float-tflite"
 MAX_REL_ERROR = 1e-3  # conversion check: max |tflite - onnx| / max |onnx| per output
+TIE_TOLERANCE = 1e-5  # end-to-end rows whose scores differ by less may come out in either order
+
+# Run by the converter's Python: SavedModel (argv[1]) -> float TFLite (argv[2]) whose serving_default signature
+# names its outputs argv[3] (a JSON list, the ONNX output names in order; onnx2tf's SavedModel calls them
+# output_0, output_1, ...).
+RESIGN_SCRIPT = """
+import json, sys
+import tensorflow as tf
+src, dst, names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+m = tf.saved_model.load(src)
+f = m.signatures["serving_default"]
+(key, spec), = f.structured_input_signature[1].items()
+@tf.function(input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=key)])
+def serve(x):
+    out = f(**{key: x})
+    return {n: out[f"output_{i}"] for i, n in enumerate(names)}
+c = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], m)
+c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+open(dst, "wb").write(c.convert())
+"""
 
 
 class ConverterMissing(RuntimeError):
@@ -141,11 +168,12 @@ def _tflite_outputs(path: Path, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in runner(**{inp: x_nhwc}).items()}
 
 
-def check_against_onnx(model, tflite: Path, seed: int = 0) -> dict:
+def check_against_onnx(model, tflite: Path, seed: int = 0, end2end: bool = False) -> dict:
     """Max abs and relative error per output, TFLite vs onnxruntime, on one fixed random input in [0,1).
 
     Outputs are paired by name (onnx2tf's signature keys are the ONNX output names); a TFLite output laid
-    out NHWC is compared after moving its channels first."""
+    out NHWC is compared after moving its channels first. ``end2end``: the outputs are detection rows, compared
+    after :func:`align_rows` (tied scores may come out of a top-k in either order)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -154,7 +182,7 @@ def check_against_onnx(model, tflite: Path, seed: int = 0) -> dict:
     x = np.random.default_rng(seed).random(shape, dtype=np.float32)
     ref = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {i.name: x}), strict=True))
     got = _tflite_outputs(tflite, x.transpose(0, 2, 3, 1))
-    out = {}
+    shaped = {}
     for name, r in ref.items():
         if name not in got:
             raise ConversionError(f"{tflite}: no output named {name} (has {', '.join(got)})")
@@ -163,10 +191,50 @@ def check_against_onnx(model, tflite: Path, seed: int = 0) -> dict:
             g = g.transpose(0, 3, 1, 2)
         if g.shape != r.shape:
             raise ConversionError(f"{tflite}: output {name} has shape {list(g.shape)}, ONNX {list(r.shape)}")
-        err = float(np.abs(g - r).max())
+        shaped[name] = g
+    moved = 0
+    if end2end:
+        shaped, moved = align_rows(ref, shaped)
+    out = {}
+    for name, r in ref.items():
+        g = shaped[name]
+        err = float(np.abs(g.astype(np.float64) - r.astype(np.float64)).max())
         out[name] = {"max_abs_error": err, "max_rel_error": err / max(float(np.abs(r).max()), 1e-12),
                      "tflite_shape": [int(d) for d in got[name].shape]}
+        if end2end:
+            out[name]["rows_reordered_within_ties"] = moved
     return out
+
+
+def _rows(outs: dict[str, np.ndarray]) -> np.ndarray:
+    """End-to-end outputs as [K, C] rows: the one [1,K,C] tensor, or the split ones side by side (in order)."""
+    return np.concatenate([np.asarray(v, np.float64).reshape(v.shape[1], -1) for v in outs.values()], axis=1)
+
+
+def align_rows(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """``got``'s end-to-end rows reordered to match ``ref``'s where scores tie (within ``TIE_TOLERANCE``):
+    each reference row takes the closest unused row of equal score. Returns the reordered outputs and how
+    many rows moved. A row's score: column 4 of one ``[1,K,6]`` output (x1, y1, x2, y2, score, class), the
+    largest class score of split boxes ``[1,K,4]`` + scores ``[1,K,nc]``."""
+    a, b = _rows(ref), _rows({k: got[k] for k in ref})
+    sa, sb = (r[:, 4] if len(ref) == 1 else r[:, 4:].max(axis=1) for r in (a, b))
+    order = np.arange(len(a))
+    used = np.zeros(len(b), bool)
+    for i in range(len(a)):
+        cand = np.flatnonzero((np.abs(sb - sa[i]) <= TIE_TOLERANCE) & ~used)
+        if cand.size == 0:
+            cand = np.flatnonzero(~used)
+        j = cand[np.argmin(np.abs(b[cand] - a[i]).max(axis=1))]
+        order[i], used[j] = j, True
+    out = {k: np.take(v, order, axis=1) for k, v in got.items()}
+    return out, int((order != np.arange(len(a))).sum())
+
+
+def _has_signature(path: Path) -> bool:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_stderr():
+        return bool(Interpreter(model_path=str(path)).get_signature_list())
 
 
 def convert(source: Path, layout: str, *, out: Path | None = None, cache: Path | None = None,
@@ -207,12 +275,20 @@ def convert(source: Path, layout: str, *, out: Path | None = None, cache: Path |
         with open(work / "onnx2tf.log", "wb") as logf:
             rc = subprocess.run(cmd, cwd=work, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
         made = work / "out" / "model_float32.tflite"
+        if rc == 0 and made.is_file() and not _has_signature(made):  # end-to-end heads: see the module docstring
+            names = json.dumps([o.name for o in model.graph.output])
+            resigned = work / "out" / "model_float32.signed.tflite"
+            with open(work / "onnx2tf.log", "ab") as logf:
+                rc = subprocess.run([str(py), "-c", RESIGN_SCRIPT, str(work / "out"), str(resigned), names], cwd=work,
+                                    stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
+            made = resigned
+            cmd = [*cmd, "+ TFLiteConverter.from_concrete_functions(SavedModel, signature outputs " + names + ")"]
         if rc != 0 or not made.is_file():
             kept = Path(tempfile.mkstemp(prefix="qharness-onnx2tf-", suffix=".log")[1])
             shutil.copyfile(work / "onnx2tf.log", kept)
             tail = [ln for ln in (work / "onnx2tf.log").read_text(errors="replace").splitlines() if ln.strip()][-1:]
             raise ConversionError(f"{source}: onnx2tf failed (exit {rc}): {' '.join(tail)[:200]} (log: {kept})")
-        check = check_against_onnx(model, made)
+        check = check_against_onnx(model, made, end2end=layouts.is_end2end(model))
         bad = {k: v for k, v in check.items() if v["max_rel_error"] > MAX_REL_ERROR}
         if bad:
             raise ConversionError(f"{source}: onnx2tf's model differs from the ONNX graph: " + ", ".join(

@@ -11,6 +11,13 @@ The key fact for YOLOv8/11 heads: with strides 8, 16, 32 the anchor count is
 anchor axis; the other one is channels (``4 + nc + nm``). A 4-D output is the mask prototypes at 1/4 of
 the input resolution.
 
+End-to-end heads (YOLO26 one-to-one, or any model with its NMS/top-k in the graph) give rows: one
+``[1, K, 6]`` tensor (x1, y1, x2, y2, score, class), or the same rows split in two (the layout
+``quantize --outputs split`` makes, so boxes and scores get int8 scales of their own): boxes ``[1, K, 4]``
+(x1, y1, x2, y2) and scores ``[1, K, nc]`` holding each row's score at its class and 0 elsewhere (class =
+argmax, score = max), where K is not an anchor count (else the pair is YOLOv8's split head, transposed).
+With nc = 4 the two cannot be told apart: a ContractError.
+
 Anything ambiguous or unknown raises :class:`ContractError` (one line listing every tensor seen): a
 wrong guess would silently produce a plausible but wrong mAP, which is worse than a clear error.
 """
@@ -39,7 +46,8 @@ class ContractKind(str, Enum):
 
     YOLO = "yolo"  # one tensor [1, 4+nc(+nm), N] or [1, N, 4+nc(+nm)]; boxes cx,cy,w,h
     YOLO_SPLIT = "yolo_split"  # boxes [1,4,N], scores [1,nc,N], optional coefs [1,nm,N]; or all transposed
-    END2END = "end2end"  # [1, K, 6(+nm)] = x1,y1,x2,y2,score,class(,coefs) after the model's own NMS
+    END2END = "end2end"  # [1, K, 6(+nm)] = x1,y1,x2,y2,score,class(,coefs) after the model's own NMS; or split:
+    # boxes [1,K,4] x1,y1,x2,y2 and scores [1,K,nc] (a row's score at its class, 0 elsewhere), K no anchor count
     SSD = "ssd"  # TF-OD-API postprocessed: boxes [1,K,4] yxyx normalised, classes [1,K], scores [1,K], count
 
 
@@ -211,6 +219,10 @@ def identify(
     if len(rest) != len(rank3):
         raise fail("unexpected 1-D/2-D outputs for a YOLO or end-to-end head; no known contract matches")
 
+    if len(rank3) == 2 and protos is None:
+        e2e = _end2end_split(rank3, anchors, num_classes, boxes, fail)
+        if e2e is not None:
+            return e2e
     if len(rank3) == 1:
         return _single(rank3[0], protos, nm, nhwc, anchors, num_classes, boxes, fail)
     if len(rank3) in (2, 3):
@@ -281,6 +293,36 @@ def _single(spec, protos, nm, nhwc, anchors, num_classes, boxes, fail) -> Contra
                f"not [1,K,{6 + nm}] end-to-end rows")
 
 
+def _end2end_split(specs, anchors, num_classes, boxes, fail) -> Contract | None:
+    """Split end-to-end rows: boxes [1,K,4] and scores [1,K,nc] with K not an anchor count; None when the
+    shapes are not that (another contract may match)."""
+    if len({s.shape[1] for s in specs}) != 1 or 4 not in {s.shape[2] for s in specs}:
+        return None
+    k = specs[0].shape[1]
+    if k in anchors or any(k == s.shape[2] for s in specs):
+        return None
+    box = [s for s in specs if s.shape[2] == 4]
+    if len(box) != 1:
+        raise fail(f"end-to-end rows split into two [1,{k},4] tensors: cannot tell the boxes from the scores "
+                   "of 4 classes")
+    score = next(s for s in specs if s is not box[0])
+    nc = _check_nc(num_classes, score.shape[2], f"end-to-end score tensor {score.describe()}", fail)
+    return Contract(ContractKind.END2END, nc, 0, {"boxes": box[0].name, "scores": score.name}, True, False,
+                    _units(boxes, BoxUnits.AUTO), BoxFormat.XYXY, 0, k)
+
+
+def end2end_rows(contract: Contract, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """An END2END contract's rows of one image as ``[K, 6(+nm)]`` (x1,y1,x2,y2,score,class(,coefs)), from the
+    single rows tensor or from split boxes ``[1,K,4]`` and scores ``[1,K,nc]`` (class = argmax, score = max)."""
+    if "preds" in contract.roles:
+        return np.asarray(outputs[contract.roles["preds"]])[0]
+    b = np.asarray(outputs[contract.roles["boxes"]], np.float32)[0]
+    s = np.asarray(outputs[contract.roles["scores"]], np.float32)[0]
+    cls = s.argmax(axis=1)
+    score = np.take_along_axis(s, cls[:, None], axis=1)
+    return np.concatenate([b, score, cls[:, None].astype(np.float32)], axis=1)
+
+
 def _split(specs, protos, nm, nhwc, anchors, num_classes, boxes, fail) -> Contract:
     oriented = []
     for s in specs:
@@ -346,7 +388,7 @@ def resolve_box_units(
     if contract.kind is ContractKind.SSD:
         return BoxUnits.NORMALIZED
     if contract.kind is ContractKind.END2END:
-        rows = outputs[contract.roles["preds"]][0]
+        rows = end2end_rows(contract, outputs)
         rows = rows[rows[:, 4] > 0, :4]
         coords = rows[np.isfinite(rows)]
         if coords.size == 0:

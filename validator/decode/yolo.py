@@ -10,7 +10,8 @@ Choices, and how they relate to Ultralytics ``val``:
   a little mAP at conf=0.001. ``multi_label=True`` here reproduces that for compat comparisons.
 * Candidates are kept when ``score > conf`` (strict), at most ``max_candidates`` of them (best first)
   go to NMS, then class-aware NMS (``iou``, ``agnostic``) keeps at most ``max_det``.
-* END2END outputs went through the model's own NMS: only the conf filter and ``max_det`` apply.
+* END2END outputs went through the model's own NMS: only the conf filter and ``max_det`` apply (rows from
+  one ``[1,K,6]`` tensor or from split boxes ``[1,K,4]`` and scores ``[1,K,nc]``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contract import BoxUnits, Contract, ContractKind, resolve_box_units
+from .contract import BoxUnits, Contract, ContractKind, end2end_rows, resolve_box_units
 from .nms import nms
 
 MAX_CANDIDATES = 30000  # upper bound on boxes entering NMS (as Ultralytics' max_nms)
@@ -141,7 +142,7 @@ def decode(
 
 
 def _end2end(contract, outputs, input_hw, conf, max_det, units, protos) -> RawDetections:
-    rows = outputs[contract.roles["preds"]][0]
+    rows = end2end_rows(contract, outputs)  # one [1,K,6(+nm)] tensor, or split boxes / scores
     rows = rows[rows[:, 4] > conf]
     if len(rows) == 0:
         return RawDetections.empty(contract.num_masks, protos)

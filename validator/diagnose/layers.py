@@ -124,6 +124,8 @@ def ranges_of(model: bytes, names) -> dict[str, tuple[float, float]]:
     out = {}
     for n in names:
         t = q.get(n)
+        if not t or not t["scales"]:  # an op left in float reads the tensor's quantized twin
+            t = q.get(f"{n}_quantized") or t
         if not t or len(t["scales"]) != 1 or t["dtype"] not in ("int8", "uint8", "int16"):
             continue
         info = np.iinfo(np.dtype(t["dtype"]))
