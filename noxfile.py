@@ -35,7 +35,7 @@ def _chromium(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (unit, parity vs pycocotools, end-to-end CLI, bad input, the report in Chromium)."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,ray]")  # ray: the --ray tests start a local cluster (loopback, 2 CPUs)
     # tidecv, only to check validator/diagnose/error_types.py equal to it: without its plotting extras'
     # opencv-python (opencv-python-headless of [dev] gives cv2)
     session.install("--no-deps", "tidecv==1.0.1")

@@ -10,6 +10,8 @@ benchmarks/results/. Entries (each module says what its baseline is and why):
   cached re-run. Target: flat in image count.
 * cached-det, cached-seg (pipeline.py): cached re-validation of 5000 images. Target <= 10 s each.
 * nms, masks (micro.py): the two hot paths against hand-written versions on the same inputs.
+* ray (distributed.py): validate --ray with 1 and 2 actors vs a local run of the det pair; target <= 1.10 at
+  equal parallelism; a projection of the 5000-image, 33-model sweep for N workers.
 * gate-200, gate-5000 (gate.py): a cached gated re-validation (examples/gate.toml, 1000 resamples) vs the
   same run ungated, and the old per-resample recomputation scaled. Target <= 1.10 at 5000 images.
 
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 BENCHMARKS = ("validate-det", "validate-seg", "coco-bbox", "coco-segm", "memory", "cached-det", "cached-seg",
-              "nms", "masks", "gate-200", "gate-5000")
+              "nms", "masks", "gate-200", "gate-5000", "ray")
 
 
 def _line(name: str, ratio_min: float, ratio_med: float, detail: str) -> str:
@@ -95,6 +97,16 @@ def report(results: dict, only: set[str]) -> bool:
                         f"{g['intervals_min_s']:.1f} s; before: {b['per_resample_s'] * 1e3:.0f} ms per resample "
                         f"and model = {b['intervals_1000x2_s']:.0f} s for the gate's 1000 x 2; {g['case']}; "
                         f"target <= {g['target']}"))
+    r = results.get("ray") if "ray" in only else None
+    if r:
+        for k, what in (("ray1_vs_local", "ray 1 worker / local"), ("ray2_vs_local", "ray 2 workers / local")):
+            v = r[k]
+            print(_line(what, v["ratio_min"], v["ratio_median"], f"{v['ours_min_s']:.1f} vs {v['baseline_min_s']:.1f}"
+                        f" s min; {r['case']}" + (f"; target <= {r['target']}" if k == "ray1_vs_local" else "")))
+        p = r["projection"]
+        hours = ", ".join(f"{n}: {h:.2f} h" for n, h in p["hours_by_workers"].items())
+        print(f"{'projected sweep':<26}: {p['images']} images x {p['models']} models at {p['input_px']} px, "
+              f"{r['per_image_model_s'] * 1e3:.1f} ms per image and model on this machine; workers {hours}")
     return ok
 
 
@@ -124,6 +136,7 @@ def main() -> int:
         results.pop(stale, None)
 
     from coco_eval import bench_coco
+    from distributed import bench_ray
     from gate import bench_gate
     from memory import bench_memory
     from micro import bench_masks, bench_nms
@@ -141,6 +154,7 @@ def main() -> int:
         "masks": ("masks_vs_straightforward", lambda: bench_masks(args.micro_repeat)),
         "gate-200": ("gate_200", lambda: bench_gate("det", 200, args.repeat, args.threads)),
         "gate-5000": ("gate_5000", lambda: bench_gate("det", args.cached_images, args.repeat, args.threads)),
+        "ray": ("ray", lambda: bench_ray("det", args.images, args.repeat)),
     }
     todo = [n for n in BENCHMARKS if n in only]
     for i, name in enumerate(todo, 1):

@@ -119,7 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "run side by side; the runtime's choice with one)")
     r.add_argument("--delegate", metavar="LIB.so[:key=value,...]",
                    help="TFLite external delegate (e.g. the target's NPU) for every TFLite model")
+    d = p.add_argument_group("more than one machine (Ray: pip install \"qharness[ray]\")")
+    d.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="shard the images over Ray actors: 'local' (the default: start Ray on this machine), "
+                        "'auto' (the running cluster) or a cluster address; outputs are byte-identical to a run "
+                        "without it. The dataset and models must be on a path every worker sees")
+    d.add_argument("--ray-workers", type=int, metavar="N", help="actors (default: the cluster's CPUs / threads)")
+    d.add_argument("--ray-threads", type=int, metavar="N",
+                   help="inference threads per model in each actor (default: as a local run)")
+    d.add_argument("--ray-shard", type=int, default=64, metavar="N", help="images per shard (default 64)")
     return p
+
+
+def _ray(args):
+    if args.ray is None:
+        return None
+    from validator.distributed import RayOptions
+
+    if args.ray_shard < 1 or (args.ray_workers is not None and args.ray_workers < 1) or \
+            (args.ray_threads is not None and args.ray_threads < 1):
+        raise InputError("need --ray-shard >= 1, --ray-workers >= 1 and --ray-threads >= 1")
+    return RayOptions(address=args.ray, workers=args.ray_workers, threads=args.ray_threads, shard=args.ray_shard)
 
 
 def _crash_file() -> Path:
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                            threads=args.threads, use_cache=not args.no_cache, cache_dir=args.cache_dir,
                            skip_missing=args.skip_missing, quiet=args.quiet,
                            gating=GateOptions(args.gate, args.baseline, args.history),
-                           diagnosis=_diagnosis(args))
+                           diagnosis=_diagnosis(args), ray=_ray(args))
     except InputError as e:
         _release(reserved)
         print(f"validate: error: {e}", file=sys.stderr)

@@ -117,8 +117,17 @@ def _postprocess(s: Source, rec, frame_hw, spec, lb, outs: dict, settings, write
 POSTPROCESS_AHEAD = 3  # images whose outputs may wait for postprocessing (bounds the memory it holds)
 
 
+def _check_finite(todo: list[Source], n_images: int) -> None:
+    """NaN/Inf in a model's outputs (counted per output while the loop ran) is that model's input error."""
+    for s in todo:
+        bad = {k: v for k, v in s.nonfinite.items() if v}
+        if bad:
+            parts = ", ".join(f"'{k}' in {v} of {n_images} images" for k, v in sorted(bad.items()))
+            raise InputError(f"{s.path}: NaN/Inf in model outputs: {parts}")
+
+
 def run_models(sources: list[Source], ds: Dataset, settings, workers: int, writers: dict, *,
-               quiet: bool = False) -> None:
+               quiet: bool = False, check_finite: bool = True) -> None:
     """Run every model source without cached predictions over every image; each image's results go to the
     source's writer (``writers[name]``, a :class:`validator.predictions.PredictionWriter`) as they come.
 
@@ -188,7 +197,8 @@ def run_models(sources: list[Source], ds: Dataset, settings, workers: int, write
     wall = time.perf_counter() - wall0
     for s in todo:
         s.timing["loop_wall_s"] = wall
-        bad = {k: v for k, v in s.nonfinite.items() if v}
-        if bad:
-            parts = ", ".join(f"'{k}' in {v} of {len(ds.images)} images" for k, v in sorted(bad.items()))
-            raise InputError(f"{s.path}: NaN/Inf in model outputs: {parts}")
+    if check_finite:
+        _check_finite(todo, len(ds.images))
+
+
+check_finite = _check_finite  # validator.distributed checks the merged counts of every shard

@@ -180,7 +180,7 @@ def _cache_inputs(src: Source, settings: Settings) -> dict:
 def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: Path, settings: Settings, *,
              predictions: list[PredictionsSpec] = (), workers: int = 1, threads: int | None = None,
              use_cache: bool = True, cache_dir: Path | None = None, skip_missing: bool = False,
-             quiet: bool = False, gating: GateOptions | None = None, diagnosis=None) -> Outcome:
+             quiet: bool = False, gating: GateOptions | None = None, diagnosis=None, ray=None) -> Outcome:
     """Run the whole validation and write every output; raises InputError on bad input."""
     from validator.compare import changed_images, head_differences, metric_deltas
     from validator.inference import run_models
@@ -229,7 +229,14 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
                 s.cached = True
             else:
                 writers[s.name] = PredictionWriter(s.predictions_path, cache.path(keys[s.name]))
-        run_models(sources, ds, settings, workers, writers, quiet=quiet)
+        execution = {}
+        if ray is not None:  # --ray: the same loop, sharded over actors; the same bytes written here
+            from validator.distributed import run_models_ray
+
+            execution = run_models_ray(sources, ds, settings, writers, ray, data=data, images=images,
+                                       skip_missing=skip_missing, threads=threads, quiet=quiet)
+        else:
+            run_models(sources, ds, settings, workers, writers, quiet=quiet)
         for s in sources:
             w = writers.pop(s.name, None)
             if w is None:
@@ -290,7 +297,8 @@ def validate(models: list[ModelSpec], data: Path, images: Path | None, out_dir: 
         out.write("summary.json", summary_text)
         if verdict is not None:
             out.write("junit.xml", nightly.junit(plan, verdict))
-        out.write("timing.json", json.dumps(timing, indent=2, sort_keys=True) + "\n")
+        out.write("timing.json", json.dumps({**timing, **({"execution": execution} if execution else {})},
+                                            indent=2, sort_keys=True) + "\n")
         out.write("table.md", table_md)
         out.write("table.csv", tables.csv_table(summary))
         out.write("per_class.csv", tables.per_class_csv(summary))

@@ -1,0 +1,114 @@
+"""validate --ray on a local Ray cluster started here (loopback only, 2 CPUs): byte-identical outputs to a
+local run for det, seg and a 4-variant manifest; an actor killed mid-shard is survived with the same bytes;
+an image that fails everywhere is one line and exit 2; without --ray nothing imports Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODELS
+from validator.cli import main as validate
+
+ray = pytest.importorskip("ray", reason='Ray not installed (pip install "qharness[ray]")')
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+SAME = ("summary.json", "table.csv", "per_class.csv")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _run(args, out: Path, *extra) -> int:
+    return validate([*map(str, args), "--out", str(out), "--quiet", "--no-cache", *extra])
+
+
+def _no_timing(text: str) -> str:
+    return "\n".join(ln for ln in text.splitlines() if "loop wall" not in ln)
+
+
+def _assert_identical(a: Path, b: Path) -> None:
+    for f in SAME:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert _no_timing((a / "table.md").read_text()) == _no_timing((b / "table.md").read_text())
+    preds = sorted(p.name for p in (a / "predictions").iterdir())
+    assert preds == sorted(p.name for p in (b / "predictions").iterdir()) and preds
+    for p in preds:
+        assert (a / "predictions" / p).read_bytes() == (b / "predictions" / p).read_bytes(), p
+
+
+@pytest.mark.parametrize("kind", ["det", "seg"])
+def test_byte_identical_to_a_local_run(cluster, kind, shapes_small, tmp_path):
+    args = ["--float", MODELS / f"shapes-{kind}.onnx", "--int8", MODELS / f"shapes-{kind}.int8.tflite",
+            "--data", shapes_small]
+    assert _run(args, tmp_path / "local") == 0
+    assert _run(args, tmp_path / "ray", "--ray", "--ray-shard", "7") == 0  # 40 images: 6 shards, the last short
+    _assert_identical(tmp_path / "local", tmp_path / "ray")
+    ex = json.loads((tmp_path / "ray" / "timing.json").read_text())["execution"]["ray"]
+    assert ex["shards"] == 6 and ex["actors"] >= 1 and ex["retries"] == 0
+
+
+def test_a_four_variant_manifest(cluster, shapes_small, tmp_path):
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    generate(tmp_path / "calib", ShapesConfig(images=8, seed=11))
+    r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--model", str(MODELS / "shapes-det.onnx"),
+                        "--calib", str(tmp_path / "calib"), "--samples", "8", "--strategy", "minmax,mse",
+                        "--outputs", "split,monolithic", "--check-images", "0", "--out", str(tmp_path / "v"),
+                        "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(json.loads((tmp_path / "v" / "variants.json").read_text())["variants"]) == 4
+    args = ["--float", MODELS / "shapes-det.onnx", "--manifest", tmp_path / "v" / "variants.json",
+            "--data", shapes_small, "--limit", "24"]
+    assert _run(args, tmp_path / "local") == 0
+    assert _run(args, tmp_path / "ray", "--ray", "--ray-shard", "5", "--ray-workers", "2") == 0
+    _assert_identical(tmp_path / "local", tmp_path / "ray")
+
+
+def test_an_actor_killed_mid_shard_is_survived(cluster, shapes_small, tmp_path):
+    args = ["--float", MODELS / "shapes-det.onnx", "--int8", MODELS / "shapes-det.int8.tflite",
+            "--data", shapes_small, "--limit", "24"]
+    assert _run(args, tmp_path / "local") == 0
+    marker = tmp_path / "killed"
+    ray.shutdown()  # the actors get the fault hook through the cluster's runtime environment
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False, runtime_env={"env_vars": {"QHARNESS_RAY_FAULT": f"{marker}:12"}})
+    assert _run(args, tmp_path / "ray", "--ray", "--ray-shard", "6") == 0
+    assert marker.read_text() == "killed"  # the actor running images 12..17 died once
+    ex = json.loads((tmp_path / "ray" / "timing.json").read_text())["execution"]["ray"]
+    assert ex["retries"] >= 1
+    _assert_identical(tmp_path / "local", tmp_path / "ray")
+
+
+def test_an_image_that_fails_everywhere_is_one_line_and_exit_2(cluster, shapes_small, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(shapes_small, data)
+    gt = json.loads((data / "annotations.json").read_text())
+    bad = sorted(gt["images"], key=lambda im: im["id"])[9]["file_name"]
+    (data / "images" / bad).write_bytes(b"not a jpeg")
+    code = _run(["--float", MODELS / "shapes-det.onnx", "--data", data, "--limit", "16"], tmp_path / "o",
+                "--ray", "--ray-shard", "4")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and bad in err, err
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_without_ray_nothing_imports_it(tmp_path, shapes_small):
+    code = ("import sys; from validator.cli import main; "
+            f"rc = main(['--float', {str(MODELS / 'shapes-det.onnx')!r}, '--data', {str(shapes_small)!r}, "
+            f"'--limit', '2', '--out', {str(tmp_path / 'o')!r}, '--quiet', '--no-cache']); "
+            "sys.exit(3 if 'ray' in sys.modules else rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
