@@ -186,3 +186,25 @@ def test_calibration_overlap_counts_by_content(shapes_small, tmp_path):
         shutil.copy(shapes_small / "images" / Path(n).name, copies / f"calib_{i}.jpg")
     ov = _overlap({"calibration": {"images": [f"calib_{i}.jpg" for i in range(3)], "source": str(copies.parent)}}, ds)
     assert ov["evaluated_by_name"] == 0 and ov["evaluated_by_content"] == 3 and ov["by"] == "content (sha256)"
+
+
+def test_layer_errors_of_an_onnx_qdq_variant(shapes_small, tmp_path):
+    """An ONNX QDQ variant's layer-wise error comes from onnxruntime's qdq_loss_debug against its float ONNX
+    parent (named in the manifest); its SQNR falls along the graph from the exact input."""
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    generate(tmp_path / "calib", ShapesConfig(images=8, seed=11))
+    r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--model", str(DET), "--calib", str(tmp_path / "calib"),
+                        "--samples", "8", "--strategy", "minmax", "--outputs", "split", "--format", "onnx",
+                        "--check-images", "0", "--out", str(tmp_path / "v"), "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _validate("--float", DET, "--manifest", tmp_path / "v" / "variants.json", "--data", shapes_small, "--limit", "8",
+              "--out", tmp_path / "o", "--diagnose", "--diagnose-images", "2")
+    (m,) = json.loads((tmp_path / "o" / "diagnostics.json").read_text())["models"]
+    lay = m["layers"]
+    assert lay["by"] == "onnxruntime.quantization.qdq_loss_debug" and lay["parent"].endswith(".float32.onnx")
+    assert lay["tensors"] > 100 and [d for d, _ in lay["series"]] == sorted(d for d, _ in lay["series"])
+    sq = [v for _, v in lay["series"] if v is not None]
+    assert max(sq[:3]) > min(sq[-20:])  # error accumulates with depth
+    assert lay["worst"] and all(w["drop_db"] is not None for w in lay["worst"])
+    assert "TFLite" in m["sensitivity_skipped"]

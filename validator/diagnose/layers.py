@@ -19,6 +19,7 @@ import copy
 import math
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -92,6 +93,10 @@ def layer_errors(parent: bytes, model: bytes, samples: Sequence[np.ndarray]) -> 
             rows.append({"tensor": tensor, "depth": d["depth"], "op": d["op"],
                          "sqnr_db": None if not math.isfinite(sqnr) else round(sqnr, 2), "mse": mse,
                          "inputs": d["inputs"], "scope": d["scope"], "consumers": d["consumers"]})
+    return _drops(rows)
+
+
+def _drops(rows: list[dict]) -> list[dict]:
     by_name = {r["tensor"]: r for r in rows}
     for r in rows:  # the error this op adds: its output's SQNR below its worst activation input's
         ins = [by_name[i]["sqnr_db"] for i in r.pop("inputs") if i in by_name and by_name[i]["sqnr_db"] is not None]
@@ -99,6 +104,46 @@ def layer_errors(parent: bytes, model: bytes, samples: Sequence[np.ndarray]) -> 
         r["drop_db"] = None if r["sqnr_db"] is None else round(min(min(ins, default=60.0), 60.0) - r["sqnr_db"], 2)
     rows.sort(key=lambda x: x["depth"])
     return rows
+
+
+def onnx_layer_errors(parent: Path, model: Path, samples: Sequence[np.ndarray]) -> list[dict]:
+    """:func:`layer_errors` for an ONNX QDQ model and its float ONNX parent, through onnxruntime's own
+    ``qdq_loss_debug`` (every activation saved, each QDQ tensor matched to the float one by name, SQNR of the
+    dequantized activation against the float one: its ``xmodel_err``). Depth: the producing node's index in
+    the float graph."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as qdl
+    from onnxruntime.quantization.calibrate import CalibrationDataReader
+
+    g = onnx.load(str(parent), load_external_data=False).graph
+    name = g.input[0].name
+    producer = {o: (k, n) for k, n in enumerate(g.node) for o in n.output}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: x} for x in samples])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory(prefix="qharness-qdq-") as d:
+        fa, qa = Path(d) / "float.onnx", Path(d) / "qdq.onnx"
+        qdl.modify_model_output_intermediate_tensors(parent, fa)
+        qdl.modify_model_output_intermediate_tensors(model, qa)
+        errors = qdl.compute_activation_error(qdl.create_activation_matching(
+            qdl.collect_activations(str(qa), Reader()), qdl.collect_activations(str(fa), Reader())))
+    rows = []
+    for tensor, e in errors.items():
+        if tensor not in producer or e.get("xmodel_err") is None:
+            continue
+        k, node = producer[tensor]
+        sq = float(e["xmodel_err"])
+        rows.append({"tensor": tensor, "depth": k, "op": node.op_type,
+                     "sqnr_db": round(sq, 2) if math.isfinite(sq) else None, "inputs": list(node.input),
+                     "scope": node.name, "consumers": []})
+    return _drops(rows)
 
 
 def worst(rows: Sequence[dict], n: int) -> list[dict]:

@@ -76,6 +76,10 @@ def _collapse(ref_row: dict, row: dict, ref_compact: dict | None, compact: dict 
 
 
 def _parent(src, opts: DiagnoseOptions) -> Path | None:
+    pm = (src.manifest or {}).get("parent_model") or {}
+    if src.path.suffix.lower() == ".onnx":  # a QDQ variant: its float ONNX parent, from the manifest
+        ok = pm.get("format") == "onnx" and pm.get("path") and Path(pm["path"]).is_file()
+        return Path(pm["path"]) if ok else None
     if src.path.suffix.lower() != ".tflite":
         return None
     pm = (src.manifest or {}).get("parent_model") or {}
@@ -166,9 +170,12 @@ def _layers(entry: dict, s, ds, settings, opts: DiagnoseOptions, canv, p) -> Non
     parent = _parent(s, opts)
     sens_steps = opts.layers + 1 if opts.sensitivity else 0
     if parent is None or canv is None or s.role == "float":
-        entry["layers_skipped"] = ("no float TFLite parent (a quantizer manifest's parent_model, or --float-tflite)"
+        entry["layers_skipped"] = ("no float parent (a quantizer manifest's parent_model, or --float-tflite)"
                                    if parent is None else "nothing to compare")
         p.update(1 + sens_steps)
+        return
+    if parent.suffix.lower() == ".onnx":  # ONNX QDQ: onnxruntime's qdq_loss_debug on the same images
+        _onnx_layers(entry, s, parent, opts, canv, p, sens_steps)
         return
     samples, _ = _layer_samples(parent, canv)
     if samples is None:
@@ -207,6 +214,25 @@ def _layers(entry: dict, s, ds, settings, opts: DiagnoseOptions, canv, p) -> Non
         scorer.close()
     entry["sensitivity"] = {**res, "images": len(split.images), "metric": "mAP50_95 (bbox), points",
                             "split": "the last images of the evaluation set"}
+
+
+def _onnx_layers(entry: dict, s, parent: Path, opts: DiagnoseOptions, canv, p, sens_steps: int) -> None:
+    from validator.data.preprocess import InputMaker, choose_transform
+    from validator.runners import open_runner
+
+    r = open_runner(parent)
+    maker = InputMaker(r.input, choose_transform(r.input, r.metadata.get("normalization")))
+    try:
+        rows = layers.onnx_layer_errors(parent, s.path, [maker(c).copy() for c in canv])
+    except Exception as e:  # noqa: BLE001  said, not fatal
+        entry["layers_skipped"] = f"layer-wise comparison failed: {' '.join(str(e).split())[:160]}"
+        p.update(1 + sens_steps)
+        return
+    entry["layers"] = {"parent": str(parent), "images": len(canv), "tensors": len(rows),
+                       "series": [[x["depth"], x["sqnr_db"]] for x in rows], "worst": layers.worst(rows, opts.layers),
+                       "by": "onnxruntime.quantization.qdq_loss_debug"}
+    entry["sensitivity_skipped"] = "layer sensitivity rebuilds TFLite variants (ai-edge-quantizer recipes) only"
+    p.update(1 + sens_steps)
 
 
 # --------------------------------------------------------------------------------------------- text
