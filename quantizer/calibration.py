@@ -295,6 +295,63 @@ def collect(tap, source: Callable[..., Iterator[tuple[str, np.ndarray]]], counts
     return {c: Statistics(names, snaps[c][0], snaps[c][1], hists[c], c, {}) for c in counts}
 
 
+# ------------------------------------------------------------------------------------------ by shard
+def shard_bounds(counts: Sequence[int], shard: int) -> list[tuple[int, int]]:
+    """Contiguous shards of the first ``max(counts)`` images, cut at every count (so each count's statistics
+    are a sum over whole shards) and at most ``shard`` images long."""
+    counts = sorted(set(int(c) for c in counts))
+    cuts = sorted(set(counts) | set(range(0, counts[-1], max(1, shard))) | {0})
+    return [(a, b) for a, b in zip(cuts, cuts[1:] + [counts[-1]], strict=True) if b > a]
+
+
+def pass1(tap, source, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tensor min and max over images start..stop-1 (pass 1 of :func:`collect`, on one shard)."""
+    t = len(tap.names)
+    mins, maxs = np.full(t, np.inf), np.full(t, -np.inf)
+    for k, (_, x) in enumerate(source(start, stop)):
+        for i, (name, a) in enumerate(tap(x)):
+            lo, hi = float(a.min()), float(a.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"tensor {name} holds NaN or inf on calibration image {start + k + 1}")
+            mins[i] = min(mins[i], lo)
+            maxs[i] = max(maxs[i], hi)
+    return mins, maxs
+
+
+def pass2(tap, source, start: int, stop: int, amax: dict[int, np.ndarray], bins: int) -> dict[int, np.ndarray]:
+    """Histograms over images start..stop-1 for every count the shard lies in (pass 2, one shard)."""
+    live = [c for c in amax if start < c]
+    hists = {c: np.zeros((len(tap.names), bins), np.int64) for c in live}
+    for _, x in source(start, stop):
+        for i, (_, a) in enumerate(tap(x)):
+            for c in live:
+                _accumulate(hists[c][i], a, float(amax[c][i]))
+    return hists
+
+
+def collect_sharded(names: list[str], counts: Sequence[int], shards: list[tuple[int, int]], run_pass1, run_pass2, *,
+                    bins: int = DEFAULT_BINS) -> dict[int, Statistics]:
+    """:func:`collect` with each pass run by shard (``run_pass1(shards) -> [(mins, maxs)]``,
+    ``run_pass2(shards, amax) -> [{count: hist}]``, in shard order; e.g. on Ray workers). Exactly equal to
+    :func:`collect`: extremes are merged with min/max, and the histograms, all over the same global range of
+    each count, are integer counts summed."""
+    counts = sorted(set(int(c) for c in counts))
+    t = len(names)
+    ext = run_pass1(shards)
+    snaps = {}
+    for c in counts:
+        parts = [e for (_, b), e in zip(shards, ext, strict=True) if b <= c]
+        snaps[c] = (np.min([p[0] for p in parts], axis=0) if parts else np.full(t, np.inf),
+                    np.max([p[1] for p in parts], axis=0) if parts else np.full(t, -np.inf))
+    amax = {c: np.maximum(np.abs(snaps[c][0]), np.abs(snaps[c][1])) for c in counts}
+    hists = {c: np.zeros((t, bins), np.int64) for c in counts}
+    for (_, b), h in zip(shards, run_pass2(shards, amax), strict=True):
+        for c, v in h.items():
+            if b <= c:
+                hists[c] += v
+    return {c: Statistics(names, snaps[c][0], snaps[c][1], hists[c], c, {}) for c in counts}
+
+
 class _Null:
     def __enter__(self):
         return self
@@ -351,7 +408,7 @@ class StatsCache:
 
 
 def statistics(tap, source: SampleSource, counts: Sequence[int], *, model_sha256: str, cache: StatsCache,
-               bins: int = DEFAULT_BINS, progress=None) -> tuple[dict[int, Statistics], list[int]]:
+               bins: int = DEFAULT_BINS, progress=None, collector=None) -> tuple[dict[int, Statistics], list[int]]:
     """Statistics for every count, from the cache where it has them; returns (stats, counts computed now)."""
     settings = {"tap": tap.kind, "bins": bins, "tensors": hashlib.sha256("\n".join(tap.names).encode()).hexdigest(),
                 **source.settings()}
@@ -366,7 +423,8 @@ def statistics(tap, source: SampleSource, counts: Sequence[int], *, model_sha256
         else:
             missing.append(c)
     if missing:
-        for c, st in collect(tap, source, missing, bins=bins, progress=progress).items():
+        made = collector(missing) if collector else collect(tap, source, missing, bins=bins, progress=progress)
+        for c, st in made.items():
             st.meta = {"key": key, "model_sha256": model_sha256, "settings": settings, "samples": c,
                        "list_sha256": hashes[c], "images": list(source.images.names[:c])}
             cache.put(st)

@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not try empirical bias correction of the best all-INT8 variant (tried by default)")
     t.add_argument("--eval", type=Path, metavar="D",
                    help="the final evaluation set: checked disjoint from --tune before the search")
+    d = p.add_argument_group("more than one machine (Ray: pip install \"qharness[ray]\")")
+    d.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="calibration statistics by shard on Ray: 'local', 'auto' or a cluster address; exactly the "
+                        "statistics of one machine. The model and images must be on a path every worker sees")
+    d.add_argument("--ray-shard", type=int, default=32, metavar="N", help="calibration images per shard (default 32)")
     p.add_argument("--force", action="store_true",
                    help="replace the variants an earlier run left in --out (without it such a folder is refused)")
     return p
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                        layouts=args.outputs, formats=args.format, recipe=args.recipe,
                        check_images=args.check_images, bins=args.bins, min_width=args.min_range,
                        resize=args.resize, resample=args.resample, stats_dir=args.stats_dir, threads=args.threads,
-                       quiet=args.quiet, force=args.force)
+                       quiet=args.quiet, force=args.force, ray=args.ray, ray_shard=max(1, args.ray_shard))
         tuned = None
         if args.tune is not None:
             from quantizer import tune

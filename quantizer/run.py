@@ -60,6 +60,8 @@ class Options:
     threads: int | None = None
     quiet: bool = False
     force: bool = False  # replace the variants an earlier run left in --out
+    ray: str | None = None  # calibration statistics by shard on Ray (quantizer/distributed.py): its address
+    ray_shard: int = 32  # calibration images per shard
 
 
 SQNR_WARN_DB = 10.0  # an output below this kept less than 10x more signal than error: validate it before use
@@ -350,8 +352,14 @@ def _build(opts, parents, images, n_max, calibrated, references, check_list, hel
             source = SampleSource(images, prunner.input, transform, opts.resize, opts.resample)
             tap = TFLiteTap(parent.path, opts.threads) if parent.format == "tflite" else \
                 OnnxTap(parent.onnx_model, opts.threads)
+            collector = None
+            if opts.ray:
+                from quantizer.distributed import ray_collector
+
+                collector = ray_collector(parent.path, parent.format, source, address=opts.ray, shard=opts.ray_shard,
+                                          bins=opts.bins, threads=opts.threads)
             stats, computed = statistics(tap, source, opts.samples, model_sha256=parent.sha256, cache=cache,
-                                         bins=opts.bins, progress=progress)
+                                         bins=opts.bins, progress=progress, collector=collector)
             del tap
             stats_s = time.monotonic() - t0
             cached = [n for n in opts.samples if n not in computed]

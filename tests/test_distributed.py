@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import MODELS
@@ -112,3 +113,31 @@ def test_without_ray_nothing_imports_it(tmp_path, shapes_small):
             "sys.exit(3 if 'ray' in sys.modules else rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_quantize_statistics_on_ray_equal_local(cluster, tmp_path):
+    """quantize --ray: the calibration statistics computed by shard on Ray actors are the local ones, array
+    for array (the variants made from them are then the same bytes)."""
+    from quantizer.calibration import Statistics
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    generate(tmp_path / "calib", ShapesConfig(images=10, seed=11))
+
+    def run(out: str, *extra) -> list:
+        r = subprocess.run([sys.executable, "-m", "quantizer.cli", "--model", str(MODELS / "shapes-det.onnx"),
+                            "--calib", str(tmp_path / "calib"), "--samples", "4,9", "--strategy", "minmax",
+                            "--check-images", "0", "--out", str(tmp_path / out), "--stats-dir",
+                            str(tmp_path / f"stats-{out}"), "--quiet", *extra], capture_output=True, text=True,
+                           env={**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address})
+        assert r.returncode == 0, r.stderr[-2000:]
+        return sorted((tmp_path / f"stats-{out}").glob("*.npz"))
+
+    local, shared = run("local"), run("ray", "--ray", "auto", "--ray-shard", "3")
+    assert [p.name for p in local] == [p.name for p in shared] and len(local) == 2
+    for a, b in zip(local, shared, strict=True):
+        sa, sb = Statistics.load(a), Statistics.load(b)
+        assert sa.names == sb.names
+        for k in ("mins", "maxs", "hist"):
+            np.testing.assert_array_equal(getattr(sa, k), getattr(sb, k))
+    for name in ("shapes-det.split.minmax.n4.channel.int8.tflite", "shapes-det.split.minmax.n9.channel.int8.tflite"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()

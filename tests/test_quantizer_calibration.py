@@ -230,3 +230,23 @@ def test_saved_statistics_round_trip(tmp_path):
     assert back.names == st.names and back.meta == json.loads(json.dumps(st.meta))
     np.testing.assert_array_equal(back.hist, st.hist)
     assert Path(tmp_path / "s.npz").stat().st_size < 20_000
+
+
+@pytest.mark.parametrize("shard", [1, 3, 4, 100])
+def test_statistics_by_shard_equal_one_pass_exactly(shard):
+    """Pass 1 by shard merged with min/max, pass 2 by shard over the global range summed: the same arrays."""
+    from quantizer.calibration import collect_sharded, pass1, pass2, shard_bounds
+
+    counts = [5, 12]
+    whole = collect(ArrayTap(), OneAtATime(12), counts, bins=256)
+    shards = shard_bounds(counts, shard)
+    assert shards[0][0] == 0 and shards[-1][1] == 12 and all(b > a for a, b in shards)
+    assert all(not (a < 5 < b) for a, b in shards)  # cut at every count
+    tap, src = ArrayTap(), OneAtATime(12)
+    by = collect_sharded(tap.names, counts, shards, lambda sh: [pass1(tap, src, a, b) for a, b in sh],
+                         lambda sh, amax: [pass2(tap, src, a, b, amax, 256) for a, b in sh], bins=256)
+    for c in counts:
+        np.testing.assert_array_equal(by[c].mins, whole[c].mins)
+        np.testing.assert_array_equal(by[c].maxs, whole[c].maxs)
+        np.testing.assert_array_equal(by[c].hist, whole[c].hist)
+        assert by[c].names == whole[c].names and by[c].samples == c
