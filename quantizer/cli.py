@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "scored on it with the validator, then layers are promoted while the drop exceeds --max-drop")
     t.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
                    help="largest mAP@0.5:0.95 (boxes) drop below the float model on --tune, in points (default 1.0)")
+    t.add_argument("--max-mask-drop", type=float, default=0.5, metavar="PTS",
+                   help="segmentation: no candidate may lose more mask mAP@0.5:0.95 than this, or than the best "
+                        "all-INT8 variant does (default 0.5)")
     t.add_argument("--allow", choices=["none", "int16", "float"], default="none",
                    help="what a sensitive layer may become: none (every op INT8), int16 (16-bit activations, int8 "
                         "weights) or float (default none)")
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
             topts = tune.TuneOptions(data=args.tune, max_drop=args.max_drop, allow=args.allow, budget=args.budget,
                                      layers=args.tune_layers, eval=args.eval,
-                                     bias_correction=not args.no_bias_correction)
+                                     bias_correction=not args.no_bias_correction,
+                                     max_mask_drop=args.max_mask_drop)
             calib = calibration_images(args.calib)
             tune_ds = tune.prepare(topts, calib.paths[:max(args.samples)])  # before the long work
         outcome = run(opts, log, warn=lambda msg: print(msg, file=sys.stderr, flush=True))

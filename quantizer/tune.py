@@ -63,6 +63,7 @@ class TuneOptions:
     eval: Path | None = None  # the final evaluation set, checked disjoint from the tune split
     bias_correction: bool = True  # try empirical bias correction of the best all-INT8 variant
     bias_images: int = 32  # calibration images the bias correction is measured on
+    max_mask_drop: float = 0.5  # segmentation: no candidate may lose more mask mAP@0.5:0.95 than this (or its base)
 
 
 # ------------------------------------------------------------------------------------------ overlap
@@ -129,6 +130,7 @@ class Search:
         self.float: dict | None = None
         self.winner: str | None = None
         self.winner_sha256: str | None = None
+        self.mask_limit: float | None = None  # set once the base is known (segmentation models)
         self.stopped: str | None = None
 
     def score(self, model: bytes, scorer, suffix: str | None = None) -> tuple[dict, bool]:
@@ -156,8 +158,18 @@ def _row(kind: str, change: str, name: str, model: bytes, tune: dict, float_tune
          audit: dict | None, extra: dict | None = None) -> dict:
     return {"kind": kind, "change": change, "model": name, "sha256": hashlib.sha256(model).hexdigest(),
             "bytes": len(model), "tune": tune, "drop": round(float_tune["mAP50_95"] - tune["mAP50_95"], 4),
+            "mask_drop": (round(float_tune["mask_mAP50_95"] - tune["mask_mAP50_95"], 4)
+                          if "mask_mAP50_95" in float_tune and "mask_mAP50_95" in tune else None),
             "int16_ops": (audit or {}).get("int16"), "float_ops": (audit or {}).get("float"),
             "ops": (audit or {}).get("ops"), "cached": cached, **(extra or {})}
+
+
+def _better(row: dict | None, than: dict, rec: Search) -> bool:
+    """``row`` wins over ``than``: more box mAP on the tune split, and for segmentation models no more mask
+    mAP lost than ``rec.mask_limit`` (the search judges boxes; it must not buy them with masks)."""
+    if row is None or row.get("model") is None or row["tune"]["mAP50_95"] <= than["tune"]["mAP50_95"]:
+        return False
+    return rec.mask_limit is None or row.get("mask_drop") is None or row["mask_drop"] <= rec.mask_limit
 
 
 def _audit(model: bytes, suffix: str) -> dict | None:
@@ -217,12 +229,14 @@ def search(opts, topts: TuneOptions, ds, entries: list[dict], log: Callable[[str
                 rec.write(True)
                 return {"search": rec.path, "winner": None, "table": table(rec)}
             log(f"quantize: tune: best all-INT8 {base['name']}: drop {base_row['drop']:+.2f} pts")
+            if base_row.get("mask_drop") is not None:
+                rec.mask_limit = max(topts.max_mask_drop, base_row["mask_drop"])
             base_model = (opts.out / base["path"]).read_bytes()
             winner_model, winner_rules, winner_row, corrected = None, [], base_row, None
             if topts.bias_correction and base["model_format"] == "tflite" and base_row["drop"] > topts.max_drop:
                 bc_model, bc_row = _bias_corrected(opts, topts, base, base_model, rec, scorer, log)
                 p.update()
-                if bc_row is not None and bc_row["tune"]["mAP50_95"] > base_row["tune"]["mAP50_95"]:
+                if _better(bc_row, base_row, rec):
                     winner_model, winner_row, corrected = bc_model, bc_row, bc_row["bias_correction"]
             if winner_row["drop"] <= topts.max_drop:
                 rec.stopped = f"all-INT8 {winner_row['model']} within --max-drop {topts.max_drop:g}"
@@ -236,9 +250,9 @@ def search(opts, topts: TuneOptions, ds, entries: list[dict], log: Callable[[str
                 m, rules, row = _promote(opts, topts, ds, base, base_row, rec, scorer, p, log)
                 if m is not None and corrected is not None:  # the base won with its biases corrected: so may this
                     cm, crow = _bias_corrected(opts, topts, base, m, rec, scorer, log, row)
-                    if crow is not None and crow["tune"]["mAP50_95"] > row["tune"]["mAP50_95"]:
+                    if _better(crow, row, rec):
                         m, row = cm, crow
-                if m is not None and row["tune"]["mAP50_95"] > winner_row["tune"]["mAP50_95"]:
+                if m is not None and _better(row, winner_row, rec):
                     winner_model, winner_rules, winner_row = m, rules, row
                     corrected = row.get("bias_correction")
             p.update(max(0, steps - p.done))
@@ -372,7 +386,7 @@ def _promote(opts, topts, ds, base: dict, base_row: dict, rec: Search, scorer, p
                    {"layers": [q["tensor"] for q in order[:k]], "rules": rules})
         rec.add(row)
         p.update()
-        if tune["mAP50_95"] > best_row["tune"]["mAP50_95"]:
+        if _better(row, best_row, rec):
             best_model, best_rules, best_row = m, rules, row
     if best_row["drop"] <= topts.max_drop:
         rec.stopped = f"--max-drop {topts.max_drop:g} holds with {best_row['change']}"
@@ -429,16 +443,18 @@ def table(rec: Search) -> str:
     lines = [f"Tune split: {rec.settings['tune']['images']} images; float mAP50-95 {f.get('mAP50_95', nan):.2f}"
              f" / mAP50 {f.get('mAP50', nan):.2f}; --max-drop {rec.settings['max_drop']:g} pts, --allow "
              f"{rec.settings['allow']}", "",
-             "| # | kind | change | mAP50-95 | mAP50 | drop pts | int16 ops | float ops | KB | ms/img | |",
-             "|" + "---|" * 11]
+             "| # | kind | change | mAP50-95 | mAP50 | drop pts | mask drop pts | int16 ops | float ops | KB "
+             "| ms/img | |",
+             "|" + "---|" * 12]
     for i, r in enumerate(rec.rows, 1):
         if r.get("model") is None:
-            lines.append(f"| {i} | {r['kind']} | {r['change']} | failed: {r.get('error', '')[:60]} | | | | | | | |")
+            lines.append(f"| {i} | {r['kind']} | {r['change']} | failed: {r.get('error', '')[:60]} | | | | | | | | |")
             continue
         t = r["tune"]
         mark = "winner" if r["sha256"] == rec.winner_sha256 else ""
         lines.append(f"| {i} | {r['kind']} | {r['change']} | {t['mAP50_95']:.2f} | {t['mAP50']:.2f} | "
-                     f"{r['drop']:+.2f} | {r['int16_ops'] if r['int16_ops'] is not None else '-'} | "
+                     f"{r['drop']:+.2f} | {'-' if r.get('mask_drop') is None else format(r['mask_drop'], '+.2f')} | "
+                     f"{r['int16_ops'] if r['int16_ops'] is not None else '-'} | "
                      f"{r['float_ops'] if r['float_ops'] is not None else '-'} | {r['bytes'] // 1024} | "
                      f"{t['ms_per_image']:.1f} | {mark} |")
     lines += ["", f"stopped: {rec.stopped}", ""]

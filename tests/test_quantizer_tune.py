@@ -138,3 +138,17 @@ def test_a_16x8_model_with_an_int16_input_validates_on_the_manifest_input_range(
     assert not m["input_transform"]["raw_pixels"]
     # 16-bit activations keep the float model's accuracy (int8 ones lose ~5 pts on this fixture)
     assert m["metrics"]["bbox"]["mAP50_95"] > ref["metrics"]["bbox"]["mAP50_95"] - 0.02
+
+
+def test_a_candidate_may_not_buy_box_map_with_mask_map():
+    from quantizer.tune import Search, _better
+
+    rec = Search(Path("/nonexistent/search.json"), {"tune_sha256": "x"})
+    base = {"model": "b", "tune": {"mAP50_95": 48.0}, "mask_drop": 0.3}
+    up = {"model": "c", "tune": {"mAP50_95": 49.0}, "mask_drop": 0.7}
+    down = {"model": "d", "tune": {"mAP50_95": 47.0}, "mask_drop": 0.1}
+    assert _better(up, base, rec)  # detection models (no limit): box mAP decides
+    rec.mask_limit = 0.5
+    assert not _better(up, base, rec) and not _better(down, base, rec)
+    assert _better({**up, "mask_drop": 0.5}, base, rec)
+    assert not _better({"model": None, "error": "x"}, base, rec)
