@@ -141,3 +141,30 @@ def test_quantize_statistics_on_ray_equal_local(cluster, tmp_path):
             np.testing.assert_array_equal(getattr(sa, k), getattr(sb, k))
     for name in ("shapes-det.split.minmax.n4.channel.int8.tflite", "shapes-det.split.minmax.n9.channel.int8.tflite"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+
+
+def test_ctrl_c_stops_the_run_and_leaves_no_output_folder(tmp_path):
+    """SIGINT to a `validate --ray` (its own local instance, loopback) while shards run: exit 130, the
+    instance goes with the driver, and the output folder never appears."""
+    import signal
+    import time
+
+    from validator.datasets.shapes import ShapesConfig, generate
+
+    generate(tmp_path / "d", ShapesConfig(images=200, seed=4))  # long enough for a progress line (every 5 s)
+    out = tmp_path / "o"
+    p = subprocess.Popen([sys.executable, "-m", "validator.cli", "--float", str(MODELS / "shapes-det.onnx"),
+                          "--data", str(tmp_path / "d"), "--out", str(out), "--no-cache", "--ray", "--ray-shard", "1"],
+                         stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+                         env={**os.environ, "CI": "1"})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:  # the progress line says shards are running
+        if "validate (ray)" in (p.stderr.readline() or ""):
+            break
+    p.send_signal(signal.SIGINT)
+    try:
+        rc = p.wait(timeout=120)
+    finally:
+        p.kill()
+    assert rc == 130 and "interrupted" in p.stderr.read()
+    assert not out.exists()

@@ -60,8 +60,9 @@ def connect(opts: RayOptions):
         return ray
     kw = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
-        if opts.address == "local":
-            ray.init(num_cpus=os.cpu_count() or 1, **kw)
+        if opts.address == "local":  # this machine only: loopback, no token files to share
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kw)
         else:
             ray.init(address=opts.address, **kw)
     except Exception as e:  # noqa: BLE001  a cluster that cannot be reached is an input error, one line
