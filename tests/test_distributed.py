@@ -168,3 +168,22 @@ def test_ctrl_c_stops_the_run_and_leaves_no_output_folder(tmp_path):
         p.kill()
     assert rc == 130 and "interrupted" in p.stderr.read()
     assert not out.exists()
+
+
+def test_a_worker_that_cannot_read_the_data_names_itself_and_the_path(shapes_small, tmp_path):
+    """What an actor checks before any image: every path it needs, readable where it runs (shared storage)."""
+    import socket
+    from dataclasses import asdict
+
+    from validator.distributed import ShardRunner
+    from validator.errors import InputError
+    from validator.run import Settings
+
+    missing = tmp_path / "not-mounted-here" / "annotations.json"
+    job = {"data": str(missing), "images": None, "skip_missing": False, "settings": asdict(Settings()),
+           "threads": 1, "models": [{"path": str(MODELS / "shapes-det.onnx"), "role": "float", "manifest": None,
+                                     "name": "shapes-det"}]}
+    with pytest.raises(InputError) as e:
+        ShardRunner(job)
+    assert f"worker {socket.gethostname()}" in str(e.value) and str(missing) in str(e.value)
+    assert "shared storage" in str(e.value)
