@@ -151,16 +151,21 @@ def test_ctrl_c_stops_the_run_and_leaves_no_output_folder(tmp_path):
 
     from validator.datasets.shapes import ShapesConfig, generate
 
-    generate(tmp_path / "d", ShapesConfig(images=200, seed=4))  # long enough for a progress line (every 5 s)
+    generate(tmp_path / "d", ShapesConfig(images=400, seed=4))  # 400 one-image shards: ~10 s here
     out = tmp_path / "o"
     p = subprocess.Popen([sys.executable, "-m", "validator.cli", "--float", str(MODELS / "shapes-det.onnx"),
                           "--data", str(tmp_path / "d"), "--out", str(out), "--no-cache", "--ray", "--ray-shard", "1"],
                          stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
                          env={**os.environ, "CI": "1"})
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 120:  # the progress line says shards are running
-        if "validate (ray)" in (p.stderr.readline() or ""):
+    seen = ""
+    while time.monotonic() - t0 < 120:  # the actors are up: the shards start now
+        line = p.stderr.readline()
+        seen += line
+        if not line or "validate: ray:" in line:
             break
+    assert "validate: ray:" in seen and p.poll() is None, seen[-2000:]
+    time.sleep(1)
     p.send_signal(signal.SIGINT)
     try:
         rc = p.wait(timeout=120)

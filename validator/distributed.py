@@ -175,6 +175,11 @@ def run_models_ray(sources, ds, settings, writers: dict, opts: RayOptions, *, da
                       "dropped": 0, "nonfinite": {}} for s in todo}
     try:
         info["ray"]["nodes"] = sorted(set(_get(ray, [a.ping.remote() for a in actors], START_TIMEOUT_S)))
+        if not quiet:
+            import sys
+
+            print(f"validate: ray: {n_actors} actors on {', '.join(info['ray']['nodes'])}, {len(shards)} shards of "
+                  f"<= {opts.shard} images, {per_model or 'default'} threads per model", file=sys.stderr, flush=True)
         with Progress(n, "validate (ray)", "images", quiet=quiet) as progress:
             box_units = {s.name: s.box_units for s in todo}
             done: dict[int, dict] = {}
