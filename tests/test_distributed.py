@@ -192,3 +192,13 @@ def test_a_worker_that_cannot_read_the_data_names_itself_and_the_path(shapes_sma
         ShardRunner(job)
     assert f"worker {socket.gethostname()}" in str(e.value) and str(missing) in str(e.value)
     assert "shared storage" in str(e.value)
+
+
+def test_an_unreachable_cluster_address_is_one_line_and_exit_2(shapes_small, tmp_path):
+    """ray.init retries an address nobody answers for minutes; validate says so at once."""
+    r = subprocess.run([sys.executable, "-m", "validator.cli", "--float", str(MODELS / "shapes-det.onnx"), "--data",
+                        str(shapes_small), "--limit", "2", "--out", str(tmp_path / "o"), "--ray", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "cannot reach 127.0.0.1:1" in r.stderr
+    assert not (tmp_path / "o").exists()

@@ -53,11 +53,26 @@ def _ray():
     return ray
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address must answer before Ray is asked to join it: ``ray.init`` retries an unreachable GCS
+    for minutes, printing warnings, where a user wants one line and exit 2."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = rest, "10001" if address.startswith("ray://") else "6379"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"--ray {address}: cannot reach {host}:{port} ({e.strerror or e})") from None
+
+
 def connect(opts: RayOptions):
     """The ``ray`` module, initialised: an instance already started in this process is used as it is."""
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if opts.address not in ("local", "auto"):
+        _reachable(opts.address)
     kw = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if opts.address == "local":  # this machine only: loopback, no token files to share
