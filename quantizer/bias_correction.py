@@ -9,9 +9,10 @@ quantized activations (so the error of everything before the layer is in ``e_c``
 then ``e_c`` is folded into the layer's int32 bias: ``b_c -= round(e_c / bias_scale_c)``. Nothing else
 changes: the same scales, zero points, ops and size, so an NPU with no float path runs it unchanged.
 
-Layers are corrected in ``rounds`` passes over the graph, each pass measuring the model as the previous pass
-left it (a correction upstream changes what downstream layers see); the int32 biases are patched in place
-in the flatbuffer bytes (the vectors keep their length).
+Layers are corrected one after the other in execution order, each measured on the model as the corrections
+before it left it (a correction upstream changes what downstream layers see; correcting every layer at once
+double-counts and diverges); the int32 biases are patched in place in the flatbuffer bytes (the vectors keep
+their length).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class ShardRunner:
         return self.node
 
     def run(self, start: int, stop: int, box_units: dict) -> dict:
-        from validator.diagnose.score import subset
+        from validator.data.coco import subset
         from validator.inference import run_models
 
         _fault(start)
@@ -228,11 +228,7 @@ def run_models_ray(sources, ds, settings, writers: dict, opts: RayOptions, *, da
             for k, res in _iter_shards(ray, Actor, job, actors, rest, shards, box_units, info):
                 done[k] = res
                 flush()
-    except KeyboardInterrupt:
-        for a in actors:
-            ray.kill(a)
-        raise
-    finally:
+    finally:  # also on Ctrl-C: the actors stop with the driver's run
         for a in actors:
             try:
                 ray.kill(a)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from validator.errors import InputError
@@ -201,3 +201,13 @@ def size_mismatches(ds: Dataset, workers: int = 4) -> dict:
     return {"size_mismatch": len(bad),
             "examples": [{"file_name": r.file_name, "json_hw": [r.height, r.width], "decoded_hw": list(hw)}
                          for r, hw in bad[:10]]}
+
+
+def subset(ds: Dataset, image_ids) -> Dataset:
+    """The dataset restricted to ``image_ids`` (kept in the dataset's order): a tune or sensitivity split, a
+    Ray shard."""
+    keep = set(image_ids)
+    images = tuple(r for r in ds.images if r.id in keep)
+    gt = {**ds.gt, "images": [im for im in ds.gt["images"] if im["id"] in keep],
+          "annotations": [a for a in ds.gt["annotations"] if a["image_id"] in keep]}
+    return replace(ds, images=images, gt=gt)

@@ -201,7 +201,8 @@ def _layers(entry: dict, s, ds, settings, opts: DiagnoseOptions, canv, p) -> Non
         entry["sensitivity_skipped"] = "no recipe to rebuild the model with (a quantizer manifest's recipe)"
         p.update(sens_steps)
         return
-    from validator.diagnose.score import Scorer, subset
+    from validator.data.coco import subset
+    from validator.diagnose.score import Scorer
 
     split = subset(ds, [r.id for r in ds.images[-opts.split:]])
     rng = (s.manifest.get("calibration") or {}).get("input_range")

@@ -6,20 +6,10 @@ folder or the cache: a candidate model lives for one score.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
 from validator.data.coco import Dataset
-
-
-def subset(ds: Dataset, image_ids) -> Dataset:
-    """The dataset restricted to ``image_ids`` (kept in the dataset's order)."""
-    keep = set(image_ids)
-    images = tuple(r for r in ds.images if r.id in keep)
-    gt = {**ds.gt, "images": [im for im in ds.gt["images"] if im["id"] in keep],
-          "annotations": [a for a in ds.gt["annotations"] if a["image_id"] in keep]}
-    return dataclasses.replace(ds, images=images, gt=gt)
 
 
 class Scorer:

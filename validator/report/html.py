@@ -777,6 +777,12 @@ def _collapse_alert(run: _Run) -> str:
             f'fell below half the float model\'s or to ~0 (float → INT8, points)<ul>{"".join(items[:6])}</ul></div>')
 
 
+def _lost_cell(dap) -> str:
+    """A TIDE dAP change (INT8 - float) as a Δ cell: more mAP lost to the error is a loss (red)."""
+    v = _num(dap)
+    return _dcell(None if v is None else -v)
+
+
 def _diag_overview(run: _Run, entries: list[Mapping]) -> str:
     rows = []
     for m in entries:
@@ -793,9 +799,7 @@ def _diag_overview(run: _Run, entries: list[Mapping]) -> str:
                else f"{audit.get('float', 0)} float, {audit.get('int16', 0)} int16")
         rows.append(
             f"<tr><td>{_e(run.label.get(m.get('model'), m.get('model')))}</td>"
-            f"{_dcell(-_num(d75['Loc']) if _num(d75.get('Loc')) is not None else None)}"
-            f"{_dcell(-_num(d75['Cls']) if _num(d75.get('Cls')) is not None else None)}"
-            f"{_dcell(-_num(d50['Miss']) if _num(d50.get('Miss')) is not None else None)}"
+            f"{_lost_cell(d75.get('Loc'))}{_lost_cell(d75.get('Cls'))}{_lost_cell(d50.get('Miss'))}"
             f"{_ncell((outs.get('boxes') or {}).get('sqnr_db'), _f((outs.get('boxes') or {}).get('sqnr_db'), '.1f'))}"
             f"{_ncell((outs.get('scores') or {}).get('sqnr_db'), _f((outs.get('scores') or {}).get('sqnr_db'), '.1f'))}"
             f'<td class="{"bad" if lint else ""}">{"WARN: " + _e(str(len(lint))) if lint else "clean"}</td>'
@@ -826,7 +830,7 @@ def _diag_tide(et: Mapping) -> str:
             r = ((et.get("reference") or {}).get(pos) or {}).get("dap", {}).get(k)
             g = ((et.get("model") or {}).get(pos) or {}).get("dap", {}).get(k)
             d = ((et.get("delta") or {}).get(pos) or {}).get("dap", {}).get(k)
-            cells.append(_ncell(r, _f(r)) + _ncell(g, _f(g)) + _dcell(None if _num(d) is None else -_num(d)))
+            cells.append(_ncell(r, _f(r)) + _ncell(g, _f(g)) + _lost_cell(d))
         rows.append(f"<tr><td>{_e(TIDE_NAMES[k])} <span class=\"muted\">({k})</span></td>{''.join(cells)}</tr>")
     ap = []
     for pos in ("0.5", "0.75"):
